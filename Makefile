@@ -1,0 +1,74 @@
+# closedloop — the verbs people type. Every target sets up what it needs from nothing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+# sam build needs python3.13 (the Lambda runtime) on PATH; pyenv provides it next to 3.11.
+export PYENV_VERSION ?= 3.11.7:3.13.0
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export POWERTOOLS_TRACE_DISABLED := 1
+
+STACK_SOURCES := template.yaml $(shell find functions layers -name '*.py' -o -name '*.json' -o -name '*.txt' 2>/dev/null)
+
+.PHONY: help
+help:  ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.ready: requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.ready: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.ready $(SAM_VENV)/.ready  ## create the virtual environments
+
+.PHONY: lint
+lint: $(VENV)/.ready  ## ruff (style and bugs)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: format
+format: $(VENV)/.ready  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: typecheck
+typecheck: $(VENV)/.ready  ## mypy --strict on the shared package
+	$(BIN)/mypy layers/shared/closedloop
+
+.PHONY: template
+template: $(VENV)/.ready $(SAM_VENV)/.ready  ## cfn-lint and sam validate --lint
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+.PHONY: pytest
+pytest: $(VENV)/.ready
+	$(BIN)/pytest -q
+
+.PHONY: test
+test: lint typecheck template pytest  ## everything CI runs
+
+.PHONY: build
+build: $(SAM_VENV)/.ready  ## sam build (python3.13, arm64)
+	$(SAM) build --template template.yaml
+
+.PHONY: deploy
+deploy: build  ## sam deploy to the environment in ENV (default dev)
+	$(SAM) deploy --config-env $${ENV:-dev}
+
+.PHONY: clean
+clean:  ## remove build outputs (keeps the virtual environments)
+	rm -rf build .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,139 @@
+"""AWS clients and error translation: the only module that builds boto3 clients.
+
+Clients are built lazily, once per process, with adaptive retries (throttling is retried by the
+client, with backoff, before it ever reaches domain code). `AWS_ENDPOINT_URL` — which boto3 reads
+itself — points them at the local emulator; nothing in closedloop knows whether it runs locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from closedloop.errors import AwsServiceError, ClosedloopError, ResourceLimitError, ThrottledError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=30,
+    user_agent_extra="closedloop",
+)
+
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
+)
+LIMIT_CODES = frozenset(
+    {"ResourceLimitExceeded", "ConcurrentRunsExceededException", "ResourceNumberLimitExceededException"}
+)
+
+
+@cache
+def _client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+
+
+def s3() -> S3Client:
+    return _client("s3")  # type: ignore[no-any-return]
+
+
+def sagemaker() -> SageMakerClient:
+    return _client("sagemaker")  # type: ignore[no-any-return]
+
+
+def glue() -> GlueClient:
+    return _client("glue")  # type: ignore[no-any-return]
+
+
+def dynamodb() -> DynamoDBClient:
+    return _client("dynamodb")  # type: ignore[no-any-return]
+
+
+def sns() -> SNSClient:
+    return _client("sns")  # type: ignore[no-any-return]
+
+
+def sqs() -> SQSClient:
+    return _client("sqs")  # type: ignore[no-any-return]
+
+
+def cloudwatch() -> CloudWatchClient:
+    return _client("cloudwatch")  # type: ignore[no-any-return]
+
+
+def secretsmanager() -> SecretsManagerClient:
+    return _client("secretsmanager")  # type: ignore[no-any-return]
+
+
+def reset_clients() -> None:
+    """Forget built clients (after the environment's endpoint or credentials change)."""
+    _client.cache_clear()
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
+def translate(exc: ClientError | BotoCoreError, operation: str) -> ClosedloopError:
+    """Map an AWS error to the domain error that says whether a retry can help."""
+    if isinstance(exc, BotoCoreError):
+        return AwsServiceError(f"{operation}: {exc}", retryable=True, operation=operation)
+    code = error_code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in THROTTLING_CODES:
+        return ThrottledError(f"{operation} throttled", operation=operation, aws_error=code)
+    if code in LIMIT_CODES:
+        return ResourceLimitError(f"{operation}: {error_message(exc)}", operation=operation, aws_error=code)
+    return AwsServiceError(
+        f"{operation}: {code}: {error_message(exc)}", retryable=status >= 500, operation=operation, aws_error=code
+    )
+
+
+@contextmanager
+def aws_errors(operation: str, *, passthrough: Callable[[ClientError], bool] | None = None) -> Iterator[None]:
+    """Translate errors raised inside the block; `passthrough` lets a caller handle some itself."""
+    try:
+        yield
+    except ClientError as exc:
+        if passthrough is not None and passthrough(exc):
+            raise
+        raise translate(exc, operation) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, operation) from exc
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """The resource does not exist (S3 404s, SageMaker's ValidationException "Could not find…")."""
+    code = error_code(exc)
+    return code in {"404", "NoSuchKey", "NotFound", "ResourceNotFound", "ResourceNotFoundException"} or (
+        code == "ValidationException"
+        and any(words in error_message(exc).lower() for words in ("not found", "could not find", "does not exist"))
+    )
+
+
+def is_already_exists(exc: ClientError) -> bool:
+    """A create call found the resource already there (SageMaker names are unique per account)."""
+    code = error_code(exc)
+    message = error_message(exc).lower()
+    return code in {"ResourceInUse", "ResourceInUseException", "AlreadyExistsException"} or (
+        code == "ValidationException" and ("already exists" in message or "must be unique" in message)
+    )

@@ -1,0 +1,146 @@
+"""From `Object Created` events to preparation runs: validate keys, dedupe, group by dataset.
+
+Pure functions: no I/O. `DataPrepService` (in `service.py`) does the side effects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from closedloop.dataprep.policy import DATASET_NAME, load_policy
+from closedloop.errors import InvalidEventError
+from closedloop.events.s3 import ObjectCreatedEvent
+
+MAX_KEY_BYTES = 1024  # S3's own limit: anything longer did not come from S3
+SUPPORTED_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class RawObject(BaseModel):
+    """One raw file version that arrived under `raw/<dataset>/`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    dataset: str
+    format: Literal["csv", "jsonl"]
+    size: int
+    etag: str
+    version_id: str | None = None
+    sequencer: str | None = None
+    event_id: str = ""
+
+    @property
+    def identity(self) -> str:
+        """The dedupe key: bucket + key + version id (etag + sequencer when unversioned)."""
+        version = self.version_id or f"etag:{self.etag}:{self.sequencer or ''}"
+        return f"{self.bucket}/{self.key}#{version}"
+
+
+class Skipped(BaseModel):
+    """An event that is valid but carries nothing to prepare (folder marker, empty object)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: Literal["folder_marker", "empty_object"]
+    dataset: str | None = None
+
+
+class DataPrepRun(BaseModel):
+    """One preparation run: the new raw objects of one dataset from one batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    objects: tuple[RawObject, ...] = Field(min_length=1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def run_id(self) -> str:
+        """Deterministic from the batch content: a redelivered batch maps to the same run."""
+        digest = hashlib.sha256(self.dataset.encode())
+        for identity in sorted(obj.identity for obj in self.objects):
+            digest.update(b"\x00" + identity.encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def identities(self) -> list[str]:
+        return [obj.identity for obj in self.objects]
+
+
+def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_prefix: str) -> RawObject | Skipped:
+    """Validate one `Object Created` event of the data bucket.
+
+    Raises:
+        InvalidEventError: another bucket, a key outside `raw/<dataset>/`, a key with `..` or
+            control characters, an over-long key, an unsupported file type.
+        UnknownDatasetError: no policy is declared for the key's dataset.
+    """
+    detail = event.detail
+    key = detail.object.key
+    if detail.bucket.name != data_bucket:
+        raise InvalidEventError("event is for another bucket", bucket=detail.bucket.name)
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidEventError("object key is longer than S3 allows", key_bytes=len(key.encode("utf-8")))
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in key):
+        raise InvalidEventError("object key holds control or format characters")
+    if not key.startswith(raw_prefix):
+        raise InvalidEventError(f"object key is outside {raw_prefix}", prefix=raw_prefix)
+    relative = key[len(raw_prefix) :]
+    dataset, _, rest = relative.partition("/")
+    if key.endswith("/"):
+        return Skipped(reason="folder_marker", dataset=dataset if DATASET_NAME.match(dataset) else None)
+    if not DATASET_NAME.match(dataset):
+        raise InvalidEventError(f"object key is not {raw_prefix}<dataset>/<file> with a lower-case dataset slug")
+    if not rest:
+        raise InvalidEventError(f"object key is not {raw_prefix}<dataset>/<file>")
+    if any(segment in {"", ".", ".."} for segment in rest.split("/")):
+        raise InvalidEventError("object key has '.', '..' or empty path segments")
+    policy = load_policy(dataset)
+    if detail.object.size == 0:
+        return Skipped(reason="empty_object", dataset=dataset)
+    file_format = _format_of(rest)
+    if file_format is None or file_format not in policy.formats:
+        raise InvalidEventError(
+            "unsupported file type for this dataset",
+            dataset=dataset,
+            supported=sorted(s for s, f in SUPPORTED_SUFFIXES.items() if f in policy.formats),
+        )
+    return RawObject(
+        bucket=detail.bucket.name,
+        key=key,
+        dataset=dataset,
+        format=file_format,
+        size=detail.object.size,
+        etag=detail.object.etag,
+        version_id=detail.object.version_id,
+        sequencer=detail.object.sequencer,
+        event_id=event.id,
+    )
+
+
+def _format_of(name: str) -> Literal["csv", "jsonl"] | None:
+    lowered = name.lower()
+    for suffix, file_format in SUPPORTED_SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return "csv" if file_format == "csv" else "jsonl"
+    return None
+
+
+def plan_runs(objects: Iterable[RawObject]) -> list[DataPrepRun]:
+    """Dedupe objects by identity and group them into one run per dataset (sorted by dataset)."""
+    unique: dict[str, RawObject] = {}
+    for obj in objects:
+        unique.setdefault(obj.identity, obj)
+    by_dataset: dict[str, list[RawObject]] = {}
+    for obj in unique.values():
+        by_dataset.setdefault(obj.dataset, []).append(obj)
+    return [
+        DataPrepRun(dataset=dataset, objects=tuple(sorted(objs, key=lambda o: o.identity)))
+        for dataset, objs in sorted(by_dataset.items())
+    ]

@@ -1,0 +1,130 @@
+"""Route 1's SQS batch: validate each record, then start one run per dataset for the whole batch.
+
+The Powertools batch processor validates the SQS envelope of every record and builds the partial
+batch response. Records are checked one by one (a bad one is rejected with a structured reason in
+the ledger and reported as a batch item failure, so SQS redrives it to the DLQ after its last
+receive); the valid ones are grouped and started together, and the records of a dataset whose run
+could not start are reported as failures too, so SQS brings them back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import ValidationError
+
+from closedloop.dataprep.arrival import RawObject, Skipped, raw_object_from_event
+from closedloop.dataprep.service import ROUTE, DataPrepService, RunOutcome
+from closedloop.errors import ClosedloopError, InvalidEventError
+from closedloop.events.s3 import ObjectCreatedEvent
+from closedloop.ledger import Decision, Ledger
+from closedloop.observability import logger, metrics
+from closedloop.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+def validation_summary(exc: ValidationError) -> list[dict[str, str]]:
+    """Where and why a model rejected input — without the input values (they may hold PII)."""
+    return [
+        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ][:10]
+
+
+class ArrivalBatch:
+    """Handles one SQS batch of `Object Created` events for the data bucket."""
+
+    def __init__(self, *, settings: Settings, service: DataPrepService, ledger: Ledger) -> None:
+        self._settings = settings
+        self._service = service
+        self._ledger = ledger
+
+    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialItemFailureResponse:
+        """Process the batch; returns the partial batch response (failed message ids)."""
+        self._service.register_lambda_context(context)
+        arrivals: dict[str, list[str]] = {}  # raw object identity → message ids carrying it
+        objects: list[RawObject] = []
+
+        def record_handler(record: SqsRecordModel) -> str:
+            item = self._validate(record)
+            if isinstance(item, Skipped):
+                logger.info("raw object skipped", reason=item.reason, dataset=item.dataset, message_id=record.messageId)
+                metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+                return item.reason
+            if item.identity not in arrivals:
+                objects.append(item)
+            arrivals.setdefault(item.identity, []).append(record.messageId)
+            return "accepted"
+
+        processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
+        with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
+            processor.process()
+        response = processor.response()
+        outcomes = self._service.prepare(objects) if objects else []
+        failed_ids = self._report(outcomes, arrivals)
+        response["batchItemFailures"].extend({"itemIdentifier": message_id} for message_id in failed_ids)
+        logger.info(
+            "batch handled",
+            records=len(event.get("Records", [])),
+            objects=len(objects),
+            runs_started=sum(o.result == "started" for o in outcomes),
+            failures=len(response["batchItemFailures"]),
+        )
+        return response
+
+    def _validate(self, record: SqsRecordModel) -> RawObject | Skipped:
+        try:
+            parsed = ObjectCreatedEvent.model_validate_json(cast(str, record.body))
+            return raw_object_from_event(
+                parsed, data_bucket=self._settings.data_bucket, raw_prefix=self._settings.raw_prefix
+            )
+        except ValidationError as exc:
+            self._reject(record, "malformed event", {"problems": validation_summary(exc)})
+            raise InvalidEventError("malformed Object Created event", message_id=record.messageId) from None
+        except ClosedloopError as exc:
+            self._reject(record, exc.message, exc.as_dict())
+            raise
+
+    def _reject(self, record: SqsRecordModel, reason: str, details: dict[str, Any]) -> None:
+        logger.warning("record rejected", message_id=record.messageId, reason=reason, details=details)
+        metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=1)
+        self._ledger.record(
+            Decision(
+                route=ROUTE,
+                event_id=record.messageId,
+                business_key=f"sqs:{record.messageId}",
+                action="validate_event",
+                result="rejected",
+                reason=reason,
+                details=details,
+            )
+        )
+
+    def _report(self, outcomes: list[RunOutcome], arrivals: dict[str, list[str]]) -> list[str]:
+        failed: list[str] = []
+        for outcome in outcomes:
+            if outcome.result == "started" and outcome.run is not None:
+                metrics.add_metric(name="DataPrepRunsStarted", unit=MetricUnit.Count, value=1)
+                logger.info(
+                    "data preparation started",
+                    dataset=outcome.dataset,
+                    run_id=outcome.run.run_id,
+                    job=outcome.run.job_name,
+                    objects=outcome.run.objects,
+                    found_existing=outcome.run.found_existing,
+                )
+            elif outcome.result == "duplicate":
+                metrics.add_metric(name="DuplicateObjectsDropped", unit=MetricUnit.Count, value=len(outcome.identities))
+                logger.info("batch already prepared", dataset=outcome.dataset, objects=len(outcome.identities))
+            else:
+                logger.error("data preparation not started", dataset=outcome.dataset, error=outcome.error)
+                metrics.add_metric(name="DataPrepStartFailures", unit=MetricUnit.Count, value=1)
+                for identity in outcome.identities:
+                    failed.extend(arrivals.get(identity, []))
+        return failed

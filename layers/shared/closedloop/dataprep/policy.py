@@ -1,0 +1,121 @@
+"""Declarative per-dataset PII and schema policies (`closedloop/datasets/<dataset>.json`).
+
+A policy lists every column a raw file of the dataset must have, in order, with what preparation
+does to it: `keep`, `drop`, `pseudonymise` (keyed hash, stable across runs) or `mask`. Kept text
+and categorical columns are scanned for undeclared PII. Policies are validated when loaded; an
+unknown dataset is an `UnknownDatasetError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from closedloop.errors import DatasetPolicyError, UnknownDatasetError
+
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+PiiAction = Literal["keep", "drop", "pseudonymise", "mask"]
+ColumnType = Literal["numeric", "categorical", "text", "identifier", "label"]
+
+
+class ColumnPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: PiiAction = "keep"
+    type: ColumnType = "text"
+    rename: str | None = Field(default=None, pattern=COLUMN_NAME.pattern)
+    pii: str | None = Field(default=None, description="the kind of PII the column holds, for the report")
+    scan: bool = True
+
+
+class DatasetPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(pattern=DATASET_NAME.pattern)
+    version: int = Field(ge=1)
+    description: str = ""
+    formats: tuple[Literal["csv", "jsonl"], ...] = ("csv", "jsonl")
+    label: str | None = None
+    protected_attribute: str | None = None
+    favourable_label: str = "1"
+    columns: dict[str, ColumnPolicy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DatasetPolicy:
+        for name in self.columns:
+            if not COLUMN_NAME.match(name):
+                raise ValueError(f"column name {name!r} is not a safe identifier")
+        outputs = self.output_columns()
+        if not outputs:
+            raise ValueError("every column is dropped: nothing would be prepared")
+        if len(set(outputs)) != len(outputs):
+            raise ValueError("two columns would have the same output name")
+        for role, wanted in (("label", self.label), ("protected_attribute", self.protected_attribute)):
+            if wanted is not None and (wanted not in self.columns or self.columns[wanted].action != "keep"):
+                raise ValueError(f"{role} {wanted!r} must be a kept column of the dataset")
+        for name, column in self.columns.items():
+            if column.action == "pseudonymise" and column.rename is None:
+                raise ValueError(f"pseudonymised column {name!r} needs 'rename' (e.g. customer_id)")
+            if column.action != "pseudonymise" and column.rename is not None:
+                raise ValueError(f"only pseudonymised columns are renamed ({name!r})")
+        return self
+
+    def output_columns(self) -> list[str]:
+        """The prepared file's header, in policy order."""
+        return [column.rename or name for name, column in self.columns.items() if column.action != "drop"]
+
+    def sha256(self) -> str:
+        """A content hash recorded in lineage: which exact policy prepared the data."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def parse_policy(text: str, *, source: str) -> DatasetPolicy:
+    """Validate a policy document.
+
+    Raises:
+        DatasetPolicyError: the document is not valid JSON or breaks a policy rule.
+    """
+    try:
+        return DatasetPolicy.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        detail = (
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        raise DatasetPolicyError(f"invalid dataset policy {source}: {detail}", source=source) from None
+
+
+@cache
+def load_policy(dataset: str) -> DatasetPolicy:
+    """The policy of a dataset shipped with closedloop.
+
+    Raises:
+        UnknownDatasetError: no policy is declared for this dataset.
+        DatasetPolicyError: the declared policy is invalid.
+    """
+    if not DATASET_NAME.match(dataset):
+        raise UnknownDatasetError("dataset name is not a lower-case slug", dataset_name_length=len(dataset))
+    document = resources.files("closedloop.datasets").joinpath(f"{dataset}.json")
+    if not document.is_file():
+        raise UnknownDatasetError(f"no policy is declared for dataset {dataset!r}", dataset=dataset)
+    policy = parse_policy(document.read_text(encoding="utf-8"), source=f"{dataset}.json")
+    if policy.dataset != dataset:
+        raise DatasetPolicyError(f"{dataset}.json declares dataset {policy.dataset!r}", source=f"{dataset}.json")
+    return policy
+
+
+def known_datasets() -> list[str]:
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in resources.files("closedloop.datasets").iterdir()
+        if entry.name.endswith(".json")
+    )

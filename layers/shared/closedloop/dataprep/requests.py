@@ -1,0 +1,131 @@
+"""Pure builders of the exact API payloads route 1 sends (asserted in unit tests without I/O)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from closedloop import lineage
+from closedloop.dataprep.arrival import DataPrepRun
+from closedloop.dataprep.policy import DatasetPolicy
+
+MANIFEST_SCHEMA = "closedloop.prep-input/1"
+CODE_MOUNT = "/opt/ml/processing/input/code"
+SCRIPT_NAME = "prepare.py"
+
+
+def prep_job_name(prefix: str, dataset: str, run_id: str) -> str:
+    """`<prefix>-<dataset>-<run id>`: at most 63 characters of [a-zA-Z0-9-], as SageMaker requires."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", dataset).strip("-")[: 63 - len(prefix) - len(run_id) - 2]
+    return "-".join(part for part in (prefix, slug.strip("-"), run_id) if part)
+
+
+def manifest_key(manifests_prefix: str, dataset: str, run_id: str) -> str:
+    return f"{manifests_prefix}{dataset}/{run_id}/input.json"
+
+
+def prepared_prefix_uri(bucket: str, prepared_prefix: str, dataset: str, run_id: str) -> str:
+    return f"s3://{bucket}/{prepared_prefix}{dataset}/{run_id}/"
+
+
+def code_key(script_sha256: str) -> str:
+    """Content-addressed location of the preparation script: the code version is in the key."""
+    return f"code/prepare/{script_sha256[:16]}/{SCRIPT_NAME}"
+
+
+def build_prep_manifest(
+    run: DataPrepRun,
+    policy: DatasetPolicy,
+    *,
+    data_bucket: str,
+    prepared_prefix: str,
+    quarantine_bucket: str,
+    secret_arn: str,
+) -> dict[str, Any]:
+    """The input manifest of one run: what to read (exact versions), how, and where to write.
+
+    Deterministic for a run (no timestamps), so writing it again on a retry changes nothing.
+    """
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "run_id": run.run_id,
+        "dataset": run.dataset,
+        "policy": policy.model_dump(mode="json"),
+        "policy_sha256": policy.sha256(),
+        "objects": [
+            {
+                "bucket": obj.bucket,
+                "key": obj.key,
+                "version_id": obj.version_id,
+                "etag": obj.etag,
+                "sequencer": obj.sequencer,
+                "size": obj.size,
+                "format": obj.format,
+            }
+            for obj in run.objects
+        ],
+        "output_uri": prepared_prefix_uri(data_bucket, prepared_prefix, run.dataset, run.run_id),
+        "quarantine_uri": f"s3://{quarantine_bucket}/{run.dataset}/{run.run_id}/",
+        "pseudonymisation_secret_arn": secret_arn,
+    }
+
+
+def _tags(run: DataPrepRun, manifest_uri: str) -> dict[str, str]:
+    return {
+        lineage.PREP_RUN_ID: run.run_id,
+        lineage.DATASET: run.dataset,
+        lineage.PREP_MANIFEST: lineage.tag_value(manifest_uri),
+    }
+
+
+def build_processing_job_request(
+    *,
+    job_name: str,
+    run: DataPrepRun,
+    manifest_uri: str,
+    code_uri: str,
+    role_arn: str,
+    image_uri: str,
+    instance_type: str,
+    max_runtime_s: int,
+) -> dict[str, Any]:
+    """CreateProcessingJob for one run: the script from `code_uri`, the run's manifest as argument."""
+    code_prefix = code_uri.rsplit("/", 1)[0] + "/"
+    return {
+        "ProcessingJobName": job_name,
+        "RoleArn": role_arn,
+        "AppSpecification": {
+            "ImageUri": image_uri,
+            "ContainerEntrypoint": ["python3", f"{CODE_MOUNT}/{SCRIPT_NAME}"],
+            "ContainerArguments": ["--manifest", manifest_uri, "--run-id", run.run_id, "--engine", "processing"],
+        },
+        "ProcessingInputs": [
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": code_prefix,
+                    "LocalPath": CODE_MOUNT,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                },
+            }
+        ],
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 30}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "Tags": [{"Key": k, "Value": v} for k, v in _tags(run, manifest_uri).items()],
+    }
+
+
+def build_glue_job_run_request(*, glue_job_name: str, run: DataPrepRun, manifest_uri: str) -> dict[str, Any]:
+    """StartJobRun for one run of the template's Glue (Python shell) job."""
+    return {
+        "JobName": glue_job_name,
+        "Arguments": {
+            "--manifest": manifest_uri,
+            "--run-id": run.run_id,
+            "--engine": "glue",
+        },
+    }

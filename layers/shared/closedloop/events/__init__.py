@@ -1,0 +1,5 @@
+"""Powertools parser models of the events closedloop receives, one module per source service.
+
+Each model accepts what AWS really sends (see `events/` at the repository root) and rejects
+look-alikes: other detail-types, other sources, the alarm-action payload.
+"""

@@ -1,0 +1,344 @@
+"""The ledger: one DynamoDB table for every automated decision, lock, cooldown and watermark.
+
+Item layout (partition key `pk`, sort key `sk`):
+
+| item | pk | sk |
+|---|---|---|
+| decision | `KEY#<business key>` | `DECISION#<route>#<decision id>` |
+| lock | `LOCK#<name>` | `LOCK` |
+| state (cooldown, watermark, live version…) | `STATE#<name>` | `STATE` |
+| consumed raw object | `OBJECT#<bucket>/<key>#<version>` | `CONSUMED` |
+
+Decisions also carry `gsi1pk = DAY#<yyyy-mm-dd>` and `gsi1sk = <iso time>#<decision id>`, so the
+`by_day` index answers "what did automation decide since DATE" (the audit report).
+A decision id is derived from route, business key, action, result and event id: recording the
+same outcome of the same event twice writes one item, so a retried event never doubles the audit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from closedloop.aws import aws_errors, error_code
+from closedloop.errors import LockHeldError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Clock = Callable[[], datetime]
+
+DAY_INDEX = "by_day"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Decision(BaseModel):
+    """One automated decision: what event, what rule, what action, what result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    event_id: str
+    business_key: str = Field(max_length=1400)
+    action: str
+    result: str
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    at: datetime | None = None
+
+    @property
+    def decision_id(self) -> str:
+        digest = hashlib.sha256(
+            "\x1f".join((self.route, self.business_key, self.action, self.result, self.event_id)).encode()
+        )
+        return digest.hexdigest()[:20]
+
+
+class RecordedDecision(Decision):
+    at: datetime
+
+
+class Lock(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    reason: str = ""
+    execution_arn: str = ""
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+class Ledger:
+    """Adapter over the ledger table; every method says what it writes and what it raises."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient, clock: Clock = utcnow) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._clock = clock
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def record(self, decision: Decision) -> RecordedDecision:
+        """Write a decision (idempotent for the same route, key, action, result and event).
+
+        Raises:
+            AwsServiceError / ThrottledError: the table could not be written.
+        """
+        at = (decision.at or self._clock()).astimezone(UTC)
+        recorded = RecordedDecision(**{**decision.model_dump(), "at": at})
+        iso = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        item = {
+            "pk": _s(f"KEY#{decision.business_key}"),
+            "sk": _s(f"DECISION#{decision.route}#{decision.decision_id}"),
+            "gsi1pk": _s(f"DAY#{iso[:10]}"),
+            "gsi1sk": _s(f"{iso}#{decision.decision_id}"),
+            "kind": _s("decision"),
+            "route": _s(decision.route),
+            "event_id": _s(decision.event_id),
+            "business_key": _s(decision.business_key),
+            "action": _s(decision.action),
+            "result": _s(decision.result),
+            "reason": _s(decision.reason),
+            "details": _s(json.dumps(decision.details, sort_keys=True, default=str)),
+            "at": _s(iso),
+        }
+        with aws_errors("dynamodb:PutItem(decision)"):
+            self._client.put_item(TableName=self.table_name, Item=item)
+        return recorded
+
+    def decisions_for(self, business_key: str) -> list[RecordedDecision]:
+        """Every decision recorded for one business key, oldest first."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+            ExpressionAttributeValues={":pk": _s(f"KEY#{business_key}"), ":sk": _s("DECISION#")},
+        )
+        return sorted((_decision(item) for item in items), key=lambda d: d.at)
+
+    def decisions_since(self, since: datetime, until: datetime | None = None) -> list[RecordedDecision]:
+        """Every decision recorded in [since, until) (until: now, inclusive), oldest first (by-day index)."""
+        last_day = (until or self._clock()).astimezone(UTC).date()
+        day = since.astimezone(UTC).date()
+        found: list[RecordedDecision] = []
+        while day <= last_day:
+            items = self._query(
+                IndexName=DAY_INDEX,
+                KeyConditionExpression="gsi1pk = :day",
+                ExpressionAttributeValues={":day": _s(f"DAY#{day.isoformat()}")},
+            )
+            found.extend(d for d in map(_decision, items) if since <= d.at and (until is None or d.at < until))
+            day += timedelta(days=1)
+        return sorted(found, key=lambda d: d.at)
+
+    # -- locks -------------------------------------------------------------------------------------
+
+    def acquire_lock(self, name: str, holder: str, lease: timedelta, reason: str = "") -> Lock:
+        """Take a single-flight lock, or re-take one this holder already has.
+
+        A lease that has run out (its holder died) can be taken by anyone.
+
+        Raises:
+            LockHeldError: another holder's lease is still running (context: holder, expires_at).
+        """
+        now = self._clock()
+        lock = Lock(name=name, holder=holder, acquired_at=now, expires_at=now + lease, reason=reason)
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": _s(f"LOCK#{name}"),
+                    "sk": _s("LOCK"),
+                    "kind": _s("lock"),
+                    "holder": _s(holder),
+                    "reason": _s(reason),
+                    "acquired_at": _s(now.isoformat()),
+                    "expires_at": _n(_epoch(lock.expires_at)),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR holder = :holder",
+                ExpressionAttributeValues={":now": _n(_epoch(now)), ":holder": _s(holder)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                with aws_errors("dynamodb:PutItem(lock)"):
+                    raise
+            current = self.get_lock(name)
+            raise LockHeldError(
+                f"lock {name} is held",
+                lock=name,
+                holder=current.holder if current else "",
+                expires_at=current.expires_at.isoformat() if current else "",
+            ) from None
+        return lock
+
+    def release_lock(self, name: str, holder: str) -> bool:
+        """Release a lock this holder has; returns False when it was not (or no longer) theirs."""
+        try:
+            self._client.delete_item(
+                TableName=self.table_name,
+                Key={"pk": _s(f"LOCK#{name}"), "sk": _s("LOCK")},
+                ConditionExpression="holder = :holder",
+                ExpressionAttributeValues={":holder": _s(holder)},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            with aws_errors("dynamodb:DeleteItem(lock)"):
+                raise
+        return True
+
+    def bind_lock(self, name: str, holder: str, execution_arn: str) -> None:
+        """Record which pipeline execution a held lock stands for (so its end can release it).
+
+        Raises:
+            LockHeldError: the lock is not (or no longer) held by `holder`.
+        """
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"pk": _s(f"LOCK#{name}"), "sk": _s("LOCK")},
+                UpdateExpression="SET execution_arn = :arn",
+                ConditionExpression="holder = :holder",
+                ExpressionAttributeValues={":arn": _s(execution_arn), ":holder": _s(holder)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                with aws_errors("dynamodb:UpdateItem(lock)"):
+                    raise
+            raise LockHeldError(f"lock {name} is not held by {holder}", lock=name) from None
+
+    def get_lock(self, name: str) -> Lock | None:
+        item = self._get(f"LOCK#{name}", "LOCK")
+        if item is None:
+            return None
+        return Lock(
+            name=name,
+            holder=item["holder"]["S"],
+            reason=item.get("reason", {}).get("S", ""),
+            acquired_at=datetime.fromisoformat(item["acquired_at"]["S"]),
+            expires_at=datetime.fromtimestamp(int(item["expires_at"]["N"]), UTC),
+            execution_arn=item.get("execution_arn", {}).get("S", ""),
+        )
+
+    # -- named state (cooldowns, watermarks, live versions) ---------------------------------------
+
+    def put_state(self, name: str, values: Mapping[str, Any]) -> None:
+        """Overwrite a named state item with JSON-serialisable values."""
+        with aws_errors("dynamodb:PutItem(state)"):
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": _s(f"STATE#{name}"),
+                    "sk": _s("STATE"),
+                    "kind": _s("state"),
+                    "values": _s(json.dumps(dict(values), sort_keys=True, default=str)),
+                    "updated_at": _s(self._clock().isoformat()),
+                },
+            )
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        item = self._get(f"STATE#{name}", "STATE")
+        if item is None:
+            return None
+        values: dict[str, Any] = json.loads(item["values"]["S"])
+        return values
+
+    # -- raw objects consumed by a preparation run ---------------------------------------------------
+
+    def consumed_objects(self, identities: Iterable[str]) -> dict[str, str]:
+        """Which of these raw-object identities a preparation run already took: identity → run id."""
+        wanted = list(dict.fromkeys(identities))
+        found: dict[str, str] = {}
+        for chunk in _chunks(wanted, 100):
+            request: Any = {
+                self.table_name: {
+                    "Keys": [{"pk": _s(f"OBJECT#{i}"), "sk": _s("CONSUMED")} for i in chunk],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                with aws_errors("dynamodb:BatchGetItem(objects)"):
+                    response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[item["pk"]["S"].removeprefix("OBJECT#")] = item["run_id"]["S"]
+                request = response.get("UnprocessedKeys") or None
+        return found
+
+    def mark_consumed(self, identities: Iterable[str], run_id: str) -> None:
+        """Record that a preparation run took these raw objects (idempotent)."""
+        at = self._clock().isoformat()
+        for chunk in _chunks(list(dict.fromkeys(identities)), 25):
+            request: Any = {
+                self.table_name: [
+                    {
+                        "PutRequest": {
+                            "Item": {
+                                "pk": _s(f"OBJECT#{i}"),
+                                "sk": _s("CONSUMED"),
+                                "kind": _s("object"),
+                                "run_id": _s(run_id),
+                                "at": _s(at),
+                            }
+                        }
+                    }
+                    for i in chunk
+                ]
+            }
+            while request:
+                with aws_errors("dynamodb:BatchWriteItem(objects)"):
+                    response = self._client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or None
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        with aws_errors("dynamodb:GetItem"):
+            response = self._client.get_item(
+                TableName=self.table_name, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+            )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        with aws_errors("dynamodb:Query"):
+            for page in paginator.paginate(TableName=self.table_name, **kwargs):
+                yield from page.get("Items", [])
+
+
+def _decision(item: Mapping[str, Any]) -> RecordedDecision:
+    return RecordedDecision(
+        route=item["route"]["S"],
+        event_id=item["event_id"]["S"],
+        business_key=item["business_key"]["S"],
+        action=item["action"]["S"],
+        result=item["result"]["S"],
+        reason=item.get("reason", {}).get("S", ""),
+        details=json.loads(item.get("details", {}).get("S", "{}")),
+        at=datetime.fromisoformat(item["at"]["S"].replace("Z", "+00:00")),
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,42 @@
+"""The lineage vocabulary every route writes and `closedloop lineage` reads.
+
+The same keys are used as resource tags (jobs, executions, models, endpoint configs), as the model
+package's `CustomerMetadataProperties`, and as names of the training pipeline's parameters, so a
+prediction can be walked back: inference → endpoint config → model version → approval decision →
+pipeline execution and trigger → prepared-data manifest → raw object versions → code version.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# tag / metadata keys
+PREP_RUN_ID: Final = "closedloop:prep-run-id"
+DATASET: Final = "closedloop:dataset"
+PREP_MANIFEST: Final = "closedloop:prep-manifest"  # the run's input manifest (raw object versions)
+PREPARED_MANIFEST: Final = "closedloop:prepared-manifest"  # prepared/<dataset>/<run>/manifest.json
+PREPARED_DATA: Final = "closedloop:prepared-data"
+CODE_VERSION: Final = "closedloop:code-version"
+PIPELINE_EXECUTION: Final = "closedloop:pipeline-execution"
+TRIGGER: Final = "closedloop:trigger"  # "upload" or "alarm"
+TRIGGER_REASON: Final = "closedloop:trigger-reason"
+MODEL_PACKAGE: Final = "closedloop:model-package"
+MODEL_VERSION: Final = "closedloop:model-version"
+APPROVAL: Final = "closedloop:approval"
+DEPLOYMENT_OUTCOME: Final = "closedloop:deployment-outcome"
+
+# training pipeline parameter names (pipelines/ defines them; routes 2 and 6 set them)
+PARAM_INPUT_DATA: Final = "InputDataUri"
+PARAM_PREPARED_MANIFEST: Final = "PreparedManifestUri"
+PARAM_TRIGGER: Final = "TriggerKind"
+PARAM_TRIGGER_REASON: Final = "TriggerReason"
+PARAM_PREP_RUN_ID: Final = "PrepRunId"
+PARAM_CODE_VERSION: Final = "CodeVersion"
+PARAM_MODEL_GROUP: Final = "ModelPackageGroupName"
+
+MAX_TAG_VALUE = 256
+
+
+def tag_value(value: str) -> str:
+    """Tag values are at most 256 characters: keep the end (ARNs and URIs differ at the end)."""
+    return value if len(value) <= MAX_TAG_VALUE else "…" + value[-(MAX_TAG_VALUE - 1) :]

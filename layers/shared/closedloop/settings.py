@@ -1,0 +1,148 @@
+"""One validated settings object: template parameters → function environment → `Settings`.
+
+The template passes every parameter to every function through `Globals.Function.Environment`,
+so all functions validate the same object at cold start. Domain code receives `Settings`
+(or the values it needs) as arguments and never reads `os.environ` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from closedloop.errors import SettingsError
+
+
+class DataPrepEngine(StrEnum):
+    PROCESSING = "processing"
+    GLUE = "glue"
+
+
+class ApprovalMode(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+def _split_csv(value: object) -> object:
+    """Template list parameters arrive as comma-separated strings."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[tuple[str, ...], BeforeValidator(_split_csv)]
+
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()\-]+(/[A-Za-z0-9!_.*'()\-]+)*/$")
+
+
+class Settings(BaseModel):
+    """Everything a closedloop function may be configured with.
+
+    Field aliases are the environment variable names the template sets.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # identity of the deployment
+    stack_name: str = Field(alias="CLOSEDLOOP_STACK_NAME", min_length=1, max_length=64)
+    region: str = Field(alias="AWS_REGION", min_length=1)
+
+    # storage
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=3)
+    quarantine_bucket: str = Field(alias="QUARANTINE_BUCKET", min_length=3)
+    artifacts_bucket: str = Field(alias="ARTIFACTS_BUCKET", min_length=3)
+    ledger_table: str = Field(alias="LEDGER_TABLE", min_length=3)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=3)
+    notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:")
+    raw_prefix: str = Field(default="raw/", alias="RAW_PREFIX")
+    prepared_prefix: str = Field(default="prepared/", alias="PREPARED_PREFIX")
+    manifests_prefix: str = Field(default="manifests/", alias="MANIFESTS_PREFIX")
+
+    # route 1: data preparation
+    data_prep_engine: DataPrepEngine = Field(default=DataPrepEngine.PROCESSING, alias="DATA_PREP_ENGINE")
+    prep_job_prefix: str = Field(alias="PREP_JOB_PREFIX", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,29}$")
+    glue_job_name: str = Field(default="", alias="GLUE_JOB_NAME")
+    processing_role_arn: str = Field(default="", alias="PROCESSING_ROLE_ARN")
+    processing_image_uri: str = Field(default="", alias="PROCESSING_IMAGE_URI")
+    processing_instance_type: str = Field(default="ml.m5.large", alias="PROCESSING_INSTANCE_TYPE")
+    processing_max_runtime_s: int = Field(default=3600, alias="PROCESSING_MAX_RUNTIME_SECONDS", ge=60)
+    pseudonymisation_secret_arn: str = Field(alias="PSEUDONYMISATION_SECRET_ARN", min_length=1)
+    idempotency_ttl_s: int = Field(default=7 * 24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=3600)
+
+    # routes 2 and 3: training pipeline and approval gate
+    pipeline_name: str = Field(default="closedloop-training", alias="PIPELINE_NAME", min_length=1, max_length=256)
+    model_package_group: str = Field(default="closedloop-models", alias="MODEL_PACKAGE_GROUP", min_length=1)
+    pipeline_max_runtime_s: int = Field(default=4 * 3600, alias="PIPELINE_MAX_RUNTIME_SECONDS", ge=600)
+    approval_mode: ApprovalMode = Field(default=ApprovalMode.AUTO, alias="APPROVAL_MODE")
+    approvers: CsvList = Field(default=(), alias="APPROVERS")
+    approval_gate_role_arn: str = Field(default="", alias="APPROVAL_GATE_ROLE_ARN")
+    min_auc: float = Field(default=0.75, alias="MIN_AUC", ge=0, le=1)
+    min_f1: float = Field(default=0.6, alias="MIN_F1", ge=0, le=1)
+    min_accuracy: float = Field(default=0.7, alias="MIN_ACCURACY", ge=0, le=1)
+    champion_tolerance: float = Field(default=0.01, alias="CHAMPION_TOLERANCE", ge=0, le=1)
+    min_disparate_impact: float = Field(default=0.8, alias="MIN_DISPARATE_IMPACT", ge=0, le=1)
+    max_abs_dppl: float = Field(default=0.1, alias="MAX_ABS_DPPL", ge=0, le=1)
+
+    # routes 4 and 5: rollout
+    endpoint_name: str = Field(default="closedloop-endpoint", alias="ENDPOINT_NAME", min_length=1, max_length=63)
+    model_execution_role_arn: str = Field(default="", alias="MODEL_EXECUTION_ROLE_ARN")
+    capture_bucket: str = Field(default="", alias="CAPTURE_BUCKET")
+    capture_prefix: str = Field(default="capture/", alias="CAPTURE_PREFIX")
+    capture_sampling_percent: int = Field(default=100, alias="CAPTURE_SAMPLING_PERCENT", ge=1, le=100)
+    endpoint_instance_type: str = Field(default="ml.m5.large", alias="ENDPOINT_INSTANCE_TYPE")
+    endpoint_instance_count: int = Field(default=2, alias="ENDPOINT_INSTANCE_COUNT", ge=1)
+    traffic_routing: Literal["CANARY", "LINEAR", "ALL_AT_ONCE"] = Field(default="CANARY", alias="TRAFFIC_ROUTING")
+    canary_size_percent: int = Field(default=10, alias="CANARY_SIZE_PERCENT", ge=1, le=99)
+    linear_step_percent: int = Field(default=25, alias="LINEAR_STEP_PERCENT", ge=1, le=99)
+    traffic_wait_s: int = Field(default=300, alias="TRAFFIC_WAIT_SECONDS", ge=0, le=3600)
+    termination_wait_s: int = Field(default=600, alias="TERMINATION_WAIT_SECONDS", ge=0, le=3600)
+    max_execution_timeout_s: int = Field(default=3600, alias="MAX_EXECUTION_TIMEOUT_SECONDS", ge=600, le=28800)
+    rollback_alarm_names: CsvList = Field(default=(), alias="ROLLBACK_ALARM_NAMES")
+
+    # routes 6 and 7: drift and retraining
+    alarm_prefix: str = Field(default="closedloop-", alias="ALARM_PREFIX", min_length=1)
+    extra_alarm_names: CsvList = Field(default=(), alias="EXTRA_ALARM_NAMES")
+    retrain_cooldown_s: int = Field(default=6 * 3600, alias="RETRAIN_COOLDOWN_SECONDS", ge=0)
+    drift_metrics_namespace: str = Field(default="closedloop/Drift", alias="DRIFT_METRICS_NAMESPACE")
+    drift_min_records: int = Field(default=500, alias="DRIFT_MIN_RECORDS", ge=1)
+    drift_psi_threshold: float = Field(default=0.2, alias="DRIFT_PSI_THRESHOLD", gt=0)
+    drift_ks_threshold: float = Field(default=0.15, alias="DRIFT_KS_THRESHOLD", gt=0, le=1)
+    bias_drift_threshold: float = Field(default=0.1, alias="BIAS_DRIFT_THRESHOLD", gt=0, le=1)
+
+    @field_validator("raw_prefix", "prepared_prefix", "manifests_prefix")
+    @classmethod
+    def _is_key_prefix(cls, value: str) -> str:
+        if not _PREFIX.match(value) or any(part in {".", ".."} for part in value.split("/")):
+            raise ValueError("must be an S3 key prefix of safe characters ending in '/', e.g. 'raw/'")
+        return value
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Validate settings from an environment mapping.
+
+        Raises:
+            SettingsError: a variable is missing or invalid; the message names every one.
+        """
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as exc:
+            problems = "; ".join(f"{_alias(cls, err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
+            raise SettingsError(f"invalid closedloop configuration: {problems}") from None
+
+
+def _alias(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "?"
+    field = model.model_fields.get(name)
+    return (field.alias or name) if field else name
+
+
+@cache
+def load_settings() -> Settings:
+    """The settings of this process, validated once per cold start."""
+    return Settings.from_environ(os.environ)

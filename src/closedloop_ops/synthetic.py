@@ -1,0 +1,222 @@
+"""A synthetic, seeded loan-approval dataset with PII, generated in code (no downloads).
+
+Columns follow `closedloop/datasets/loans.json`: customer PII (names, addresses, e-mails, phone
+numbers, bank accounts as IBANs, Luhn-valid card numbers), loan features, a protected group
+attribute and the approval label. The label comes from a fixed logistic model of the features, so a
+trained model can learn it; group B is approved slightly less often at equal features, so the bias
+figures are not trivially zero. `drift` shifts the feature distributions for drift scenarios.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+COLUMNS = [
+    "application_id",
+    "full_name",
+    "address",
+    "email",
+    "phone",
+    "bank_account",
+    "card_number",
+    "age",
+    "income",
+    "loan_amount",
+    "loan_term_months",
+    "credit_history_years",
+    "existing_debt",
+    "late_payments",
+    "employment_years",
+    "purpose",
+    "home_ownership",
+    "notes",
+    "group",
+    "approved",
+]
+PII_COLUMNS = ("full_name", "address", "email", "phone", "bank_account", "card_number")
+FEATURES = [c for c in COLUMNS if c not in (*PII_COLUMNS, "application_id", "notes", "approved")]
+
+_FIRST = [
+    "Ada",
+    "Bram",
+    "Chen",
+    "Dalia",
+    "Emeka",
+    "Freya",
+    "Goran",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kemal",
+    "Lena",
+    "Mateo",
+    "Nia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rafael",
+    "Sofia",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zora",
+]
+_LAST = [
+    "Abara",
+    "Bergstrom",
+    "Castellanos",
+    "Dimitrov",
+    "Eriksen",
+    "Fontaine",
+    "Guerrero",
+    "Haddad",
+    "Ivanova",
+    "Jankowski",
+    "Kowalczyk",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quintero",
+    "Rasmussen",
+    "Sandoval",
+    "Takahashi",
+    "Ulrich",
+    "Varga",
+    "Wojcik",
+    "Yilmaz",
+]
+_STREETS = ["Alder", "Birch", "Cedar", "Elm", "Hawthorn", "Juniper", "Linden", "Maple", "Oak", "Willow"]
+_CITIES = ["Springfield", "Riverton", "Lakeside", "Fairview", "Georgetown", "Ashford", "Brookfield"]
+_PURPOSES = ["car", "home_improvement", "education", "debt_consolidation", "business", "medical"]
+_HOMES = ["rent", "mortgage", "own"]
+_NOTES = [
+    "",
+    "",
+    "",
+    "returning customer",
+    "applied online",
+    "branch application",
+    "requested callback",
+    "documents complete",
+    "second application this year",
+]
+
+
+def luhn_check_digit(partial: str) -> str:
+    total = 0
+    for index, char in enumerate(reversed(partial)):
+        value = int(char)
+        if index % 2 == 0:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return str((10 - total % 10) % 10)
+
+
+def card_number(rng: random.Random) -> str:
+    partial = rng.choice(["4", "51", "52", "53", "54", "55"])
+    partial += "".join(str(rng.randrange(10)) for _ in range(15 - len(partial)))
+    return partial + luhn_check_digit(partial)
+
+
+def iban(rng: random.Random) -> str:
+    """A German-format IBAN with a valid mod-97 check."""
+    bban = "".join(str(rng.randrange(10)) for _ in range(18))
+    numeric = "".join(str(int(ch, 36)) for ch in bban + "DE00")
+    check = 98 - int(numeric) % 97
+    return f"DE{check:02d}{bban}"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How far the generated population moves from the training population."""
+
+    income_factor: float = 1.0
+    loan_factor: float = 1.0
+    late_payments_shift: float = 0.0
+    purpose_weights: tuple[float, ...] | None = None
+
+
+NO_DRIFT = Drift()
+STRONG_DRIFT = Drift(
+    income_factor=0.55, loan_factor=1.8, late_payments_shift=2.0, purpose_weights=(0.05, 0.05, 0.05, 0.7, 0.1, 0.05)
+)
+
+
+def _approval_logit(row: dict[str, object]) -> float:
+    income = float(row["income"])  # type: ignore[arg-type]
+    loan = float(row["loan_amount"])  # type: ignore[arg-type]
+    ratio = loan / max(income, 1.0)
+    return (
+        1.2
+        - 3.2 * ratio
+        + 0.09 * float(row["credit_history_years"])  # type: ignore[arg-type]
+        - 0.55 * float(row["late_payments"])  # type: ignore[arg-type]
+        - 0.000012 * float(row["existing_debt"])  # type: ignore[arg-type]
+        + 0.06 * float(row["employment_years"])  # type: ignore[arg-type]
+        + (0.35 if row["home_ownership"] == "own" else 0.0)
+        - (0.25 if row["group"] == "B" else 0.0)
+    )
+
+
+def rows(n: int, seed: int = 7, drift: Drift = NO_DRIFT, start: int = 0) -> Iterator[dict[str, str]]:
+    """`n` applications, the same for the same seed."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
+    for index in range(start, start + n):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        age = rng.randint(21, 75)
+        income = round(rng.lognormvariate(10.9, 0.45) * drift.income_factor, 2)
+        loan = round(rng.lognormvariate(9.6, 0.6) * drift.loan_factor, 2)
+        row: dict[str, object] = {
+            "application_id": f"APP-{index:07d}",
+            "full_name": f"{first} {last}",
+            "address": f"{rng.randint(1, 999)} {rng.choice(_STREETS)} Street, {rng.choice(_CITIES)}",
+            "email": f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@example.com",
+            "phone": f"+1 555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
+            "bank_account": iban(rng),
+            "card_number": card_number(rng),
+            "age": age,
+            "income": income,
+            "loan_amount": loan,
+            "loan_term_months": rng.choice([12, 24, 36, 48, 60, 72]),
+            "credit_history_years": max(0, min(age - 18, int(rng.gauss(9, 5)))),
+            "existing_debt": round(max(0.0, rng.gauss(8000, 6000)), 2),
+            "late_payments": min(12, max(0, int(rng.expovariate(1.3) + drift.late_payments_shift))),
+            "employment_years": max(0, min(age - 18, int(rng.expovariate(1 / 6)))),
+            "purpose": rng.choices(_PURPOSES, weights=drift.purpose_weights or (1, 1, 1, 1, 1, 1))[0],
+            "home_ownership": rng.choice(_HOMES),
+            "notes": rng.choice(_NOTES),
+            "group": "A" if rng.random() < 0.6 else "B",
+        }
+        probability = 1 / (1 + math.exp(-_approval_logit(row)))
+        row["approved"] = 1 if rng.random() < probability else 0
+        yield {key: str(row[key]) for key in COLUMNS}
+
+
+def to_csv(records: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def to_jsonl(records: list[dict[str, str]]) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def pii_values(records: list[dict[str, str]]) -> set[str]:
+    """Every seeded PII value, for asserting that none survives preparation."""
+    return {record[column] for record in records for column in PII_COLUMNS if record[column]}

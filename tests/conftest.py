@@ -1,0 +1,53 @@
+"""Shared fixtures. Unit tests use none of the AWS ones; integration tests run on moto in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from closedloop import aws
+from closedloop.dataprep.policy import load_policy
+from closedloop.settings import load_settings
+from support.stack import REGION, Stack, provision, stack_env
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real AWS account: fake credentials, a fixed region, no profiles."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "closedloop")
+    aws.reset_clients()
+    load_settings.cache_clear()
+    load_policy.cache_clear()
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch, engine: str) -> Iterator[Stack]:
+    from moto import mock_aws
+
+    env = stack_env(engine)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        aws.reset_clients()
+        yield provision(env)
+    aws.reset_clients()
+    load_settings.cache_clear()
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack's resources in moto (Processing engine), and its environment set."""
+    yield from _stack(monkeypatch, "processing")
+
+
+@pytest.fixture
+def glue_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The same stack with the Glue preparation engine."""
+    yield from _stack(monkeypatch, "glue")

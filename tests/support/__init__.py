@@ -1,0 +1,1 @@
+"""Test support: sample events, handler loading and a moto-provisioned stack."""

@@ -1,0 +1,130 @@
+"""The stack's stateful resources, created in moto the way `template.yaml` declares them."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import boto3
+from closedloop.settings import Settings
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    settings: Settings
+    clients: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def data_bucket(self) -> str:
+        return self.settings.data_bucket
+
+
+def stack_env(engine: str = "processing") -> dict[str, str]:
+    """The environment the template gives every function (Globals.Function.Environment)."""
+    return {
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_METRICS_NAMESPACE": "closedloop",
+        "POWERTOOLS_SERVICE_NAME": "closedloop-test",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "CLOSEDLOOP_STACK_NAME": "closedloop-test",
+        "DATA_BUCKET": "closedloop-test-data",
+        "QUARANTINE_BUCKET": "closedloop-test-quarantine",
+        "ARTIFACTS_BUCKET": "closedloop-test-artifacts",
+        "LEDGER_TABLE": "closedloop-test-ledger",
+        "IDEMPOTENCY_TABLE": "closedloop-test-idempotency",
+        "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:closedloop-test-notifications",
+        "RAW_PREFIX": "raw/",
+        "DATA_PREP_ENGINE": engine,
+        "PREP_JOB_PREFIX": "closedloop-prep",
+        "GLUE_JOB_NAME": "closedloop-prep" if engine == "glue" else "",
+        "PROCESSING_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-DataPrepRole",
+        "PROCESSING_IMAGE_URI": f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+        "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
+        "PSEUDONYMISATION_SECRET_ARN": "closedloop-test-pseudonymisation-key",
+        "PIPELINE_NAME": "closedloop-training",
+        "MODEL_PACKAGE_GROUP": "closedloop-models",
+        "PIPELINE_MAX_RUNTIME_SECONDS": "14400",
+        "APPROVAL_MODE": "auto",
+        "APPROVERS": f"arn:aws:iam::{ACCOUNT}:role/ComplianceOfficer",
+        "MIN_AUC": "0.75",
+        "MIN_F1": "0.6",
+        "MIN_ACCURACY": "0.7",
+        "CHAMPION_TOLERANCE": "0.01",
+        "MIN_DISPARATE_IMPACT": "0.8",
+        "MAX_ABS_DPPL": "0.1",
+        "ENDPOINT_NAME": "closedloop-endpoint",
+        "MODEL_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-ModelExecutionRole",
+        "CAPTURE_BUCKET": "closedloop-test-capture",
+        "CAPTURE_SAMPLING_PERCENT": "100",
+        "ENDPOINT_INSTANCE_TYPE": "ml.m5.large",
+        "ENDPOINT_INSTANCE_COUNT": "2",
+        "TRAFFIC_ROUTING": "CANARY",
+        "CANARY_SIZE_PERCENT": "10",
+        "LINEAR_STEP_PERCENT": "25",
+        "TRAFFIC_WAIT_SECONDS": "300",
+        "TERMINATION_WAIT_SECONDS": "600",
+        "MAX_EXECUTION_TIMEOUT_SECONDS": "3600",
+        "ALARM_PREFIX": "closedloop-",
+        "EXTRA_ALARM_NAMES": "",
+        "RETRAIN_COOLDOWN_SECONDS": "21600",
+        "DRIFT_METRICS_NAMESPACE": "closedloop/Drift",
+        "DRIFT_MIN_RECORDS": "500",
+        "DRIFT_PSI_THRESHOLD": "0.2",
+        "DRIFT_KS_THRESHOLD": "0.15",
+        "BIAS_DRIFT_THRESHOLD": "0.1",
+    }
+
+
+def provision(env: dict[str, str]) -> Stack:
+    """Create buckets, tables, topic, secret (and the Glue job) inside an active moto mock."""
+    settings = Settings.from_environ(env)
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (
+        settings.data_bucket,
+        settings.quarantine_bucket,
+        settings.artifacts_bucket,
+        settings.capture_bucket,
+    ):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(
+        TableName=settings.ledger_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_day",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    ddb.create_table(
+        TableName=settings.idempotency_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )
+    boto3.client("sns", region_name=REGION).create_topic(Name="closedloop-test-notifications")
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=settings.pseudonymisation_secret_arn, SecretString=secrets.token_hex(32)
+    )
+    if settings.glue_job_name:
+        boto3.client("glue", region_name=REGION).create_job(
+            Name=settings.glue_job_name,
+            Role=settings.processing_role_arn,
+            Command={"Name": "pythonshell", "ScriptLocation": "s3://closedloop-test-artifacts/prepare.py"},
+        )
+    return Stack(env=env, settings=settings)
