@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from closedloop import aws
 from closedloop.dataprep.policy import load_policy
 from closedloop.settings import load_settings
@@ -31,6 +32,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 def _stack(monkeypatch: pytest.MonkeyPatch, engine: str) -> Iterator[Stack]:
     from moto import mock_aws
 
+    from closedloop_ops import moto_ext
+
+    moto_ext.install()
     env = stack_env(engine)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from closedloop import aws
 from closedloop.dataprep.batch import ArrivalBatch
 from closedloop.dataprep.service import DataPrepService

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from closedloop.ledger import Ledger
 from support.events import object_created, sqs_batch
 from support.handlers import FakeLambdaContext, load_handler

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+
 from closedloop.errors import LockHeldError
 from closedloop.ledger import Decision, Ledger
 from support.stack import Stack

@@ -11,13 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
+
 from closedloop.dataprep.arrival import DataPrepRun, RawObject
 from closedloop.dataprep.policy import load_policy
 from closedloop.dataprep.requests import build_prep_manifest, manifest_key
 from closedloop.prep import prepare
-from support.stack import Stack
-
 from closedloop_ops import synthetic
+from support.stack import Stack
 
 SCRIPT = Path(prepare.__file__)
 

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 
 import boto3
+
 from closedloop.settings import Settings
 
 REGION = "eu-west-1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from closedloop.dataprep.arrival import DataPrepRun, RawObject, Skipped, plan_runs, raw_object_from_event
 from closedloop.errors import InvalidEventError, UnknownDatasetError
 from closedloop.events.s3 import ObjectCreatedEvent

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from closedloop.dataprep.policy import known_datasets, load_policy, parse_policy
 from closedloop.errors import DatasetPolicyError, UnknownDatasetError
-
 from closedloop_ops import synthetic
 
 

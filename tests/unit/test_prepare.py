@@ -7,9 +7,9 @@ import io
 import json
 
 import pytest
+
 from closedloop.dataprep.policy import load_policy
 from closedloop.prep import prepare
-
 from closedloop_ops import synthetic
 
 KEY = b"k" * 48

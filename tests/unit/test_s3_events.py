@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from closedloop.events.s3 import ObjectCreatedEvent, ObjectCreatedSqsRecord
 from pydantic import ValidationError
+
+from closedloop.events.s3 import ObjectCreatedEvent, ObjectCreatedSqsRecord
 from support.events import load_event
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from closedloop.errors import SettingsError
 from closedloop.settings import DataPrepEngine, Settings
 from support.stack import stack_env

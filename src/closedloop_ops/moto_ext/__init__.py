@@ -1,0 +1,28 @@
+"""Where moto (5.2.x) falls short of the AWS behaviour closedloop relies on, it is extended here — only here.
+
+Each module patches one area and documents the AWS behaviour it reproduces; `tests/integration/
+test_moto_ext.py` pins every patch. Handlers never know about this package: the local loop and the
+tests install it into the moto they run, and the same boto3 calls then behave as on AWS.
+
+- `registry`: UpdateModelPackage leaves omitted fields alone (moto clobbers them with None) and
+  records the caller as `LastModifiedBy`; tagging a versioned model-package ARN works.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """Apply every extension to the moto in this process (idempotent)."""
+    global _installed  # noqa: PLW0603 - one process-wide switch
+    with _lock:
+        if _installed:
+            return
+        from closedloop_ops.moto_ext import registry
+
+        registry.install()
+        _installed = True
