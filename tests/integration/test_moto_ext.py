@@ -79,3 +79,85 @@ def test_versioned_model_package_arns_can_be_tagged(sagemaker: object) -> None:
     assert {"Key": "closedloop:deployment-outcome", "Value": "live"} in tags
     sagemaker.delete_tags(ResourceArn=arn, TagKeys=["closedloop:deployment-outcome"])  # type: ignore[attr-defined]
     assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == []  # type: ignore[attr-defined]
+
+
+def test_s3_eventbridge_events_have_aws_shape() -> None:
+    import json
+
+    from moto import mock_aws
+
+    from closedloop.events.s3 import ObjectCreatedEvent
+
+    moto_ext.install()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        events = boto3.client("events", region_name=REGION)
+        for bucket, versioned in (("versioned", True), ("plain", False)):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+            if versioned:
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": arn}])
+        # When objects are uploaded
+        put = s3.put_object(Bucket="versioned", Key="raw/loans/a.csv", Body=b"x,y\n")
+        s3.put_object(Bucket="versioned", Key="raw/loans/a.csv", Body=b"x,y\n1,2\n")
+        s3.put_object(Bucket="plain", Key="raw/loans/b.csv", Body=b"z\n")
+        bodies = [
+            json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        ]
+    # Then each is a real-format Object Created event
+    parsed = [ObjectCreatedEvent.model_validate(body) for body in bodies]
+    assert len({p.id for p in parsed}) == 3
+    assert {p.detail.reason for p in parsed} == {"PutObject"}
+    first = next(p for p in parsed if p.detail.object.version_id == put["VersionId"])
+    assert first.detail.object.etag == put["ETag"].strip('"')
+    plain = next(p for p in parsed if p.detail.bucket.name == "plain")
+    assert (
+        plain.detail.object.version_id is None
+        and "version-id" not in bodies[[p.id for p in parsed].index(plain.id)]["detail"]["object"]
+    )
+    sequencers = [p.detail.object.sequencer for p in parsed]
+    assert len(set(sequencers)) == 3
+    assert all(body["account"] == "123456789012" for body in bodies)
+
+
+def test_a_tls_only_bucket_policy_denies_only_insecure_requests() -> None:
+    import json
+
+    from moto import mock_aws
+    from moto.iam.policy_conditions import TrustCondition
+
+    moto_ext.install()
+    # A condition on a key the request does not carry does not match (AWS semantics) …
+    assert TrustCondition("Bool", ["false"], ["aws:SecureTransport"]).verify_condition([]) is False
+    assert TrustCondition("BoolIfExists", ["false"], ["aws:SecureTransport"]).verify_condition([]) is True
+    # … and one on a key it carries is evaluated
+    assert TrustCondition("Bool", ["false"], ["aws:SecureTransport"]).verify_condition(["false"]) is True
+    assert TrustCondition("Bool", ["false"], ["aws:SecureTransport"]).verify_condition(["true"]) is False
+    assert TrustCondition("ArnLike", ["arn:aws:events:*:1:rule/s-*"], ["aws:SourceArn"]).verify_condition(
+        ["arn:aws:events:eu-west-1:1:rule/s-Rule-1"]
+    )
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="tls-only", CreateBucketConfiguration={"LocationConstraint": REGION})
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": ["arn:aws:s3:::tls-only", "arn:aws:s3:::tls-only/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+        s3.put_bucket_policy(Bucket="tls-only", Policy=json.dumps(policy))
+        s3.put_object(Bucket="tls-only", Key="k", Body=b"ok")
+        assert s3.get_object(Bucket="tls-only", Key="k")["Body"].read() == b"ok"

@@ -6,6 +6,10 @@ tests install it into the moto they run, and the same boto3 calls then behave as
 
 - `registry`: UpdateModelPackage leaves omitted fields alone (moto clobbers them with None) and
   records the caller as `LastModifiedBy`; tagging a versioned model-package ARN works.
+- `s3_events`: S3 → EventBridge events carry AWS's fields (unique ids, `etag`, `reason`
+  `PutObject`…, a real sequencer, `version-id` only when versioned).
+- `iam_conditions`: a policy condition whose key the request does not carry does not match (so
+  the template's TLS-only bucket policies deny nothing they should not).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from closedloop_ops.moto_ext import registry
+        from closedloop_ops.moto_ext import iam_conditions, registry, s3_events
 
         registry.install()
+        s3_events.install()
+        iam_conditions.install()
         _installed = True

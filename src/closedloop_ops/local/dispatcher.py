@@ -1,0 +1,317 @@
+"""Deliver queued events to the real handlers, in-process, the way Lambda would.
+
+Two delivery paths, both from the template:
+* SQS event source mappings (route 1's queue): records are handed over in batches in Lambda's SQS
+  event format; with `ReportBatchItemFailures` only the failed records stay on the queue; a record
+  that keeps failing moves to the queue's DLQ by its redrive policy (moto applies maxReceiveCount).
+* EventBridge → Lambda (asynchronous invocation): each rule target is a per-function queue
+  locally; a failed invocation is retried `MaximumRetryAttempts` times, then a Lambda destination
+  record (the format AWS writes) goes to the function's on-failure destination.
+
+Locally the batching window is "whatever is queued when the dispatcher looks", and retries run at
+once rather than after backoff; everything else — the handler code, the environment the template
+gives it, the identity of its role — is what the function gets on AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+from closedloop_ops.local.provision import LocalFunction, LocalStack
+
+MAX_SQS_RECEIVE = 10
+
+
+@dataclass
+class Invocation:
+    """One handler invocation, for the timeline and the tests."""
+
+    function: str
+    started_at: datetime
+    duration_ms: float
+    trigger: str
+    records: int
+    error: str | None = None
+    result: Any = None
+
+
+class LambdaContext:
+    """The context object a handler receives."""
+
+    def __init__(self, function: LocalFunction) -> None:
+        self.function_name = function.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = function.arn
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self._deadline = time.monotonic() + function.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Run with exactly these extra environment variables set (restored afterwards)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@dataclass
+class FunctionRuntime:
+    """A function's handler module, loaded with the function's environment and role credentials."""
+
+    function: LocalFunction
+    environment: dict[str, str]
+    module: ModuleType | None = None
+    handler: Callable[[dict[str, Any], Any], Any] | None = None
+
+    def load(self) -> None:
+        from closedloop import aws
+        from closedloop.settings import load_settings
+
+        module_file, _, attribute = self.function.handler.rpartition(".")
+        path = self.function.code_dir / f"{module_file.replace('.', '/')}.py"
+        name = f"closedloop_local_{self.function.code_dir.name}"
+        with environment(self.environment):
+            load_settings.cache_clear()
+            aws.reset_clients()
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise RuntimeError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            load_settings.cache_clear()
+            aws.reset_clients()
+        self.module = module
+        self.handler = getattr(module, attribute)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        if self.handler is None:
+            self.load()
+        assert self.handler is not None
+        with environment(self.environment):
+            return self.handler(event, LambdaContext(self.function))
+
+
+@dataclass
+class Dispatcher:
+    """Polls the stack's queues and invokes the handlers until nothing is left to deliver."""
+
+    stack: LocalStack
+    base_environment: dict[str, str]
+    on_invocation: Callable[[Invocation], None] | None = None
+    runtimes: dict[str, FunctionRuntime] = field(default_factory=dict)
+    invocations: list[Invocation] = field(default_factory=list)
+
+    def runtime(self, logical_id: str) -> FunctionRuntime:
+        if logical_id not in self.runtimes:
+            function = self.stack.functions[logical_id]
+            credentials = self._role_credentials(function)
+            env = {
+                **self.base_environment,
+                **function.environment,
+                **credentials,
+                "AWS_LAMBDA_FUNCTION_NAME": function.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+                "AWS_REGION": self.stack.region,
+                "AWS_DEFAULT_REGION": self.stack.region,
+                "AWS_ENDPOINT_URL": self.stack.endpoint_url,
+            }
+            runtime = FunctionRuntime(function=function, environment=env)
+            runtime.load()
+            self.runtimes[logical_id] = runtime
+        return self.runtimes[logical_id]
+
+    def _role_credentials(self, function: LocalFunction) -> dict[str, str]:
+        """Each function calls AWS as its own role (so `LastModifiedBy` names the right identity)."""
+        sts = self.stack.client("sts")
+        creds = sts.assume_role(RoleArn=function.role_arn, RoleSessionName=function.name[:64])["Credentials"]
+        return {
+            "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["SessionToken"],
+        }
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def pump(self) -> int:
+        """One pass over every queue; returns how many messages were delivered."""
+        delivered = 0
+        for mapping in self.stack.mappings:
+            delivered += self._deliver_sqs_batch(
+                mapping.function,
+                mapping.queue_url,
+                mapping.queue_arn,
+                mapping.batch_size,
+                mapping.report_batch_item_failures,
+            )
+        for function in self.stack.functions.values():
+            delivered += self._deliver_async(function)
+        return delivered
+
+    def run_until_idle(self, max_passes: int = 50, between: Callable[[], int] | None = None) -> int:
+        """Pump until a pass delivers nothing (and `between`, e.g. a job runner, has no work)."""
+        total = 0
+        for _ in range(max_passes):
+            delivered = self.pump()
+            worked = between() if between else 0
+            total += delivered
+            if not delivered and not worked:
+                return total
+        raise RuntimeError(f"events still flowing after {max_passes} passes")
+
+    def invoke_async(self, logical_id: str, event: dict[str, Any], trigger: str) -> None:
+        """Invoke a function as EventBridge Scheduler or a rule would (retries, then on-failure)."""
+        function = self.stack.functions[logical_id]
+        self._invoke_with_retries(function, event, trigger)
+
+    def _receive(self, queue_url: str, limit: int) -> list[dict[str, Any]]:
+        sqs = self.stack.client("sqs")
+        messages: list[dict[str, Any]] = []
+        while len(messages) < limit:
+            response = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(MAX_SQS_RECEIVE, limit - len(messages)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                break
+            messages.extend(batch)
+        return messages
+
+    def _deliver_sqs_batch(
+        self, logical_id: str, queue_url: str, queue_arn: str, batch_size: int, partial: bool
+    ) -> int:
+        messages = self._receive(queue_url, batch_size)
+        if not messages:
+            return 0
+        event = {"Records": [self._sqs_record(m, queue_arn) for m in messages]}
+        sqs = self.stack.client("sqs")
+        invocation = self._invoke(
+            self.stack.functions[logical_id], event, f"SQS batch of {len(messages)}", len(messages)
+        )
+        failed: set[str] = set()
+        if invocation.error is not None:
+            failed = {m["MessageId"] for m in messages}
+        elif partial and isinstance(invocation.result, dict):
+            failed = {f["itemIdentifier"] for f in invocation.result.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] in failed:
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _deliver_async(self, function: LocalFunction) -> int:
+        messages = self._receive(function.invoke_queue_url, MAX_SQS_RECEIVE)
+        sqs = self.stack.client("sqs")
+        for message in messages:
+            event = json.loads(message["Body"])
+            trigger = str(event.get("detail-type") or event.get("source") or "event")
+            self._invoke_with_retries(function, event, trigger)
+            sqs.delete_message(QueueUrl=function.invoke_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _invoke_with_retries(self, function: LocalFunction, event: dict[str, Any], trigger: str) -> Invocation:
+        attempts = 1 + function.maximum_retry_attempts
+        for _attempt in range(1, attempts + 1):
+            invocation = self._invoke(function, event, trigger, 1)
+            if invocation.error is None:
+                return invocation
+        if function.on_failure_arn:
+            self._send_failure_record(function, event, invocation, attempts)
+        return invocation
+
+    def _send_failure_record(
+        self, function: LocalFunction, event: dict[str, Any], invocation: Invocation, attempts: int
+    ) -> None:
+        error_type, _, message = (invocation.error or "Error: ").partition(": ")
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{function.arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": message, "errorType": error_type},
+        }
+        queue_name = function.on_failure_arn.rsplit(":", 1)[1]
+        sqs = self.stack.client("sqs")
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"], MessageBody=json.dumps(record))
+
+    def _invoke(self, function: LocalFunction, event: dict[str, Any], trigger: str, records: int) -> Invocation:
+        runtime = self.runtime(function.logical_id)
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        error: str | None = None
+        result: Any = None
+        try:
+            result = runtime.invoke(event)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if os.environ.get("CLOSEDLOOP_LOCAL_TRACEBACKS"):
+                traceback.print_exc()
+        invocation = Invocation(
+            function=function.logical_id,
+            started_at=started,
+            duration_ms=(time.perf_counter() - clock) * 1000,
+            trigger=trigger,
+            records=records,
+            error=error,
+            result=result,
+        )
+        self.invocations.append(invocation)
+        if self.on_invocation:
+            self.on_invocation(invocation)
+        return invocation
+
+    def _sqs_record(self, message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+        attributes = message.get("Attributes", {})
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
+                "ApproximateFirstReceiveTimestamp": attributes.get(
+                    "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
+                ),
+            },
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": self.stack.region,
+        }
