@@ -161,3 +161,31 @@ def test_a_tls_only_bucket_policy_denies_only_insecure_requests() -> None:
         s3.put_bucket_policy(Bucket="tls-only", Policy=json.dumps(policy))
         s3.put_object(Bucket="tls-only", Key="k", Body=b"ok")
         assert s3.get_object(Bucket="tls-only", Key="k")["Body"].read() == b"ok"
+
+
+def test_jobs_run_until_the_runner_finishes_them() -> None:
+    from moto import mock_aws
+
+    from closedloop_ops.moto_ext import jobs
+
+    moto_ext.install()
+    with mock_aws():
+        sm = boto3.client("sagemaker", region_name=REGION)
+        sm.create_processing_job(
+            ProcessingJobName="p1",
+            RoleArn="arn:aws:iam::123456789012:role/r",
+            AppSpecification={"ImageUri": "img"},
+            ProcessingResources={
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+            },
+        )
+        assert sm.describe_processing_job(ProcessingJobName="p1")["ProcessingJobStatus"] == "InProgress"
+        jobs.finish_processing_job("123456789012", REGION, "p1", "Failed", "AlgorithmError: exit 1")
+        described = sm.describe_processing_job(ProcessingJobName="p1")
+        assert (described["ProcessingJobStatus"], described["FailureReason"]) == ("Failed", "AlgorithmError: exit 1")
+        glue = boto3.client("glue", region_name=REGION)
+        glue.create_job(Name="j", Role="r", Command={"Name": "pythonshell", "ScriptLocation": "s3://b/k.py"})
+        run_id = glue.start_job_run(JobName="j")["JobRunId"]
+        assert glue.get_job_run(JobName="j", RunId=run_id)["JobRun"]["JobRunState"] in {"STARTING", "RUNNING"}
+        jobs.finish_glue_run("123456789012", REGION, "j", run_id, "SUCCEEDED")
+        assert glue.get_job_run(JobName="j", RunId=run_id)["JobRun"]["JobRunState"] == "SUCCEEDED"

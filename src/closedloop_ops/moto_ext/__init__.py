@@ -8,6 +8,7 @@ tests install it into the moto they run, and the same boto3 calls then behave as
   records the caller as `LastModifiedBy`; tagging a versioned model-package ARN works.
 - `s3_events`: S3 → EventBridge events carry AWS's fields (unique ids, `etag`, `reason`
   `PutObject`…, a real sequencer, `version-id` only when versioned).
+- `jobs`: Processing jobs and Glue job runs stay running until the local job runner finishes them.
 - `iam_conditions`: a policy condition whose key the request does not carry does not match (so
   the template's TLS-only bucket policies deny nothing they should not).
 """
@@ -26,9 +27,10 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from closedloop_ops.moto_ext import iam_conditions, registry, s3_events
+        from closedloop_ops.moto_ext import iam_conditions, jobs, registry, s3_events
 
         registry.install()
         s3_events.install()
         iam_conditions.install()
+        jobs.install()
         _installed = True
