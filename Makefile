@@ -61,6 +61,10 @@ pytest: $(VENV)/.ready
 .PHONY: test
 test: lint typecheck template pytest  ## everything CI runs
 
+.PHONY: bench
+bench: $(VENV)/.ready $(SAM_VENV)/.ready  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
+	PYTHONPATH=tests $(BIN)/python bench/run.py
+
 .PHONY: build
 build: $(SAM_VENV)/.ready  ## sam build (python3.13, arm64)
 	$(SAM) build --template template.yaml

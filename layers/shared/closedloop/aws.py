@@ -7,6 +7,7 @@ itself — points them at the local emulator; nothing in closedloop knows whethe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -43,9 +44,48 @@ LIMIT_CODES = frozenset(
 )
 
 
+class _LazyClient:
+    """A client built on first use: importing a handler costs nothing for the clients it holds.
+
+    Building a botocore client loads its service model (SageMaker's is megabytes of JSON), so
+    clients a cold start never calls are never built. All clients share one session, so the
+    endpoint and partition data are loaded once per process.
+    """
+
+    __slots__ = ("_client", "_service")
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._client: Any = None
+
+    def _real(self) -> Any:
+        if self._client is None:
+            session = _session(os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_ENDPOINT_URL", ""))
+            self._client = session.client(self._service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LazyClient.__slots__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._real(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._real(), name)
+
+
+@cache
+def _session(identity: str, endpoint: str) -> boto3.session.Session:
+    """One session per identity (one on Lambda; one per function role in the local loop)."""
+    return boto3.session.Session()
+
+
 @cache
 def _client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    return _LazyClient(service)
 
 
 def s3() -> S3Client:
@@ -83,6 +123,7 @@ def secretsmanager() -> SecretsManagerClient:
 def reset_clients() -> None:
     """Forget built clients (after the environment's endpoint or credentials change)."""
     _client.cache_clear()
+    _session.cache_clear()
 
 
 def error_code(exc: ClientError) -> str:

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def persistence_layer(table_name: str, client: DynamoDBClient) -> DynamoDBPersistenceLayer:
-    """The idempotency store (table with key `id`, TTL attribute `expiration`)."""
-    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+def persistence_layer(table_name: str, client: DynamoDBClient) -> Callable[[], DynamoDBPersistenceLayer]:
+    """The idempotency store (table with key `id`, TTL attribute `expiration`), built on first use."""
+    return lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
 
 
 class Once(Generic[ModelT]):
@@ -56,7 +56,7 @@ class Once(Generic[ModelT]):
         key: str,
         data_argument: str,
         output: type[ModelT],
-        store: BasePersistenceLayer,
+        store: BasePersistenceLayer | Callable[[], BasePersistenceLayer],
         ttl_seconds: int,
         key_prefix: str,
     ) -> None:
@@ -66,20 +66,28 @@ class Once(Generic[ModelT]):
             raise_on_no_idempotency_key=True,
             expires_after_seconds=ttl_seconds,
         )
-        self._guarded = idempotent_function(
-            func,
-            data_keyword_argument=data_argument,
-            persistence_store=store,
-            config=self._config,
-            output_serializer=PydanticSerializer(model=output),
-            key_prefix=key_prefix,
-        )
+
+        def build() -> Callable[..., Any]:
+            return idempotent_function(  # type: ignore[no-any-return]
+                func,
+                data_keyword_argument=data_argument,
+                persistence_store=store if isinstance(store, BasePersistenceLayer) else store(),
+                config=self._config,
+                output_serializer=PydanticSerializer(model=output),
+                key_prefix=key_prefix,
+            )
+
+        # The store (and its DynamoDB client) is built on first use, not at import.
+        self._build = build
+        self._guarded: Callable[..., Any] | None = None
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
         if context is not None:
             self._config.register_lambda_context(context)
 
     def __call__(self, **kwargs: Any) -> ModelT:
+        if self._guarded is None:
+            self._guarded = self._build()
         try:
             result: ModelT = self._guarded(**kwargs)
         except IdempotencyAlreadyInProgressError as exc:

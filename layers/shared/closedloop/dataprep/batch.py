@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
 from closedloop.dataprep.arrival import RawObject, Skipped, raw_object_from_event
 from closedloop.dataprep.service import ROUTE, DataPrepService, RunOutcome
 from closedloop.errors import ClosedloopError, InvalidEventError
+from closedloop.events.base import SqsRecordModel
 from closedloop.events.s3 import ObjectCreatedEvent
 from closedloop.ledger import Decision, Ledger
 from closedloop.observability import logger, metrics
@@ -62,7 +62,11 @@ class ArrivalBatch:
             arrivals.setdefault(item.identity, []).append(record.messageId)
             return "accepted"
 
-        processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
+        processor = BatchProcessor(
+            event_type=EventType.SQS,
+            model=SqsRecordModel,  # type: ignore[arg-type]  # closedloop's mirror of Powertools' model
+            raise_on_entire_batch_failure=False,
+        )
         with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
             processor.process()
         response = processor.response()

@@ -93,7 +93,7 @@ class DataPrepService:
         sagemaker: SageMakerClient,
         glue: GlueClient,
         ledger: Ledger,
-        idempotency_store: BasePersistenceLayer,
+        idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer],
         script: Callable[[], bytes] = prep_script_bytes,
     ) -> None:
         self._settings = settings

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json
+
+from closedloop.events.base import EventBridgeModel, SqsRecordModel
 
 
 class S3Bucket(BaseModel):
@@ -34,13 +35,13 @@ class ObjectCreatedDetail(BaseModel):
     reason: str
 
 
-class ObjectCreatedEvent(EventBridgeModel):  # type: ignore[misc]
+class ObjectCreatedEvent(EventBridgeModel):
     source: Literal["aws.s3"]
     detail_type: Literal["Object Created"] = Field(alias="detail-type")
     detail: ObjectCreatedDetail
 
 
-class ObjectCreatedSqsRecord(SqsRecordModel):  # type: ignore[misc]
+class ObjectCreatedSqsRecord(SqsRecordModel):
     """What route 1's function receives per record: the EventBridge event as the SQS body."""
 
     body: Json[ObjectCreatedEvent]  # type: ignore[assignment]
