@@ -104,3 +104,21 @@ def test_s3_events_reaching_handlers_parse_as_real_events(loop: LocalLoop) -> No
     body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
     assert ObjectCreatedEvent.model_validate(body).detail.reason == "PutObject"
     loop.settle()  # the data-arrival rule got it too: an unknown dataset, rejected, nothing started
+
+
+def test_an_asynchronous_lambda_invoke_reaches_the_local_function(loop: LocalLoop) -> None:
+    # Given a function as Lambda knows it (its configuration is the template's)
+    function = loop.stack.functions["StartDataPrepFunction"]
+    configuration = loop.client("lambda").get_function_configuration(FunctionName=function.name)
+    assert configuration["Environment"]["Variables"]["DATA_BUCKET"] == loop.output("DataBucketName")
+    # When it is invoked asynchronously (as a DLQ redrive does)
+    before = len(loop.dispatcher.invocations)
+    event = {"Records": []}
+    response = loop.client("lambda").invoke(
+        FunctionName=function.arn, InvocationType="Event", Payload=json.dumps(event)
+    )
+    assert response["StatusCode"] == 202
+    loop.settle()
+    # Then the dispatcher ran the real handler with that payload
+    ran = loop.dispatcher.invocations[before:]
+    assert [(i.function, i.error) for i in ran] == [("StartDataPrepFunction", None)]

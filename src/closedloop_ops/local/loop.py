@@ -25,6 +25,7 @@ from closedloop_ops.local.emitter import Emitter
 from closedloop_ops.local.jobs import JobRunner
 from closedloop_ops.local.provision import LocalStack, Provisioner
 from closedloop_ops.local.template import load_template
+from closedloop_ops.moto_ext import lambda_invoke
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "eu-west-1"
@@ -82,14 +83,24 @@ class LocalLoop:
                 emitter=emitter,
                 server=server,
             )
+            lambda_invoke.set_async_router(loop.route_async_invoke)
             yield loop
         finally:
+            lambda_invoke.set_async_router(None)
             server.stop()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def route_async_invoke(self, function: str, payload: bytes) -> bool:
+        """Queue an asynchronous invocation for the dispatcher (Lambda's own queue, locally)."""
+        for local in self.stack.functions.values():
+            if function in {local.name, local.arn} or function.startswith(local.arn + ":"):
+                self.client("sqs").send_message(QueueUrl=local.invoke_queue_url, MessageBody=payload.decode())
+                return True
+        return False
 
     def client(self, service: str) -> Any:
         return self.stack.client(service)

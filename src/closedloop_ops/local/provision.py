@@ -340,6 +340,7 @@ class Provisioner:
         if code_dir is None:
             raise TemplateError(f"{logical_id}: no local CodeUri")
         queue = self._queue(f"{logical_id}Invocations", {"VisibilityTimeout": int(props.get("Timeout", 3))})
+        self._register_function(name, props, code_dir)
         self.stack.functions[logical_id] = LocalFunction(
             logical_id=logical_id,
             name=name,
@@ -354,6 +355,31 @@ class Provisioner:
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
         )
         return Created(physical_id=name, attributes={"Arn": arn})
+
+    def _register_function(self, name: str, props: dict[str, Any], code_dir: Any) -> None:
+        """Create the function in moto too, so Lambda's own APIs (configuration, Invoke) answer."""
+        import io
+        import zipfile
+
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for path in sorted(code_dir.glob("*.py")):
+                bundle.write(path, arcname=path.name)
+        request: dict[str, Any] = {
+            "FunctionName": name,
+            "Runtime": props.get("Runtime", "python3.13"),
+            "Role": props["Role"],
+            "Handler": props["Handler"],
+            "Code": {"ZipFile": archive.getvalue()},
+            "Timeout": int(props.get("Timeout", 3)),
+            "MemorySize": int(props.get("MemorySize", 128)),
+            "Environment": {
+                "Variables": {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
+            },
+        }
+        if props.get("Architectures"):
+            request["Architectures"] = props["Architectures"]
+        self._client("lambda").create_function(**request)
 
     def _function_by_ref(self, value: str) -> LocalFunction:
         for function in self.stack.functions.values():

@@ -10,6 +10,7 @@ tests install it into the moto they run, and the same boto3 calls then behave as
   `PutObject`…, a real sequencer, `version-id` only when versioned).
 - `jobs`: Processing jobs and Glue job runs stay running until the local job runner finishes them.
 - `runtime`: InvokeEndpoint can be served by a real model server (the local loop's).
+- `lambda_invoke`: asynchronous Lambda invocations can be routed to a local function.
 - `iam_conditions`: a policy condition whose key the request does not carry does not match (so
   the template's TLS-only bucket policies deny nothing they should not).
 """
@@ -28,11 +29,12 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from closedloop_ops.moto_ext import iam_conditions, jobs, registry, runtime, s3_events
+        from closedloop_ops.moto_ext import iam_conditions, jobs, lambda_invoke, registry, runtime, s3_events
 
         registry.install()
         s3_events.install()
         iam_conditions.install()
         jobs.install()
         runtime.install()
+        lambda_invoke.install()
         _installed = True
