@@ -9,8 +9,9 @@ Item layout (partition key `pk`, sort key `sk`):
 | state (cooldown, watermark, live version…) | `STATE#<name>` | `STATE` |
 | consumed raw object | `OBJECT#<bucket>/<key>#<version>` | `CONSUMED` |
 
-Decisions also carry `gsi1pk = DAY#<yyyy-mm-dd>` and `gsi1sk = <iso time>#<decision id>`, so the
-`by_day` index answers "what did automation decide since DATE" (the audit report).
+Decisions also carry `gsi1pk = MONTH#<yyyy-mm>` and `gsi1sk = <iso time>#<decision id>`, so the
+`by_day` index answers "what did automation decide since DATE" (the audit report) with one query
+per month, starting from the month of the ledger's first decision.
 A decision id is derived from route, business key, action, result and event id: recording the
 same outcome of the same event twice writes one item, so a retried event never doubles the audit.
 """
@@ -97,6 +98,7 @@ class Ledger:
         self.table_name = table_name
         self._client = client
         self._clock = clock
+        self._first_known = False
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class Ledger:
         item = {
             "pk": _s(f"KEY#{decision.business_key}"),
             "sk": _s(f"DECISION#{decision.route}#{decision.decision_id}"),
-            "gsi1pk": _s(f"DAY#{iso[:10]}"),
+            "gsi1pk": _s(f"MONTH#{iso[:7]}"),
             "gsi1sk": _s(f"{iso}#{decision.decision_id}"),
             "kind": _s("decision"),
             "route": _s(decision.route),
@@ -126,7 +128,29 @@ class Ledger:
         }
         with aws_errors("dynamodb:PutItem(decision)"):
             self._client.put_item(TableName=self.table_name, Item=item)
+        self._remember_first(iso)
         return recorded
+
+    def _remember_first(self, iso: str) -> None:
+        """Keep the time of the ledger's first decision (where an audit can start), once per process."""
+        if self._first_known:
+            return
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": _s("STATE#ledger-first-decision"),
+                    "sk": _s("STATE"),
+                    "kind": _s("state"),
+                    "values": _s(json.dumps({"at": iso})),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                with aws_errors("dynamodb:PutItem(first decision)"):
+                    raise
+        self._first_known = True
 
     def decisions_for(self, business_key: str) -> list[RecordedDecision]:
         """Every decision recorded for one business key, oldest first."""
@@ -137,18 +161,32 @@ class Ledger:
         return sorted((_decision(item) for item in items), key=lambda d: d.at)
 
     def decisions_since(self, since: datetime, until: datetime | None = None) -> list[RecordedDecision]:
-        """Every decision recorded in [since, until) (until: now, inclusive), oldest first (by-day index)."""
-        last_day = (until or self._clock()).astimezone(UTC).date()
-        day = since.astimezone(UTC).date()
+        """Every decision recorded in [since, until) (until: now, inclusive), oldest first.
+
+        One query of the by-month index per month, from the later of `since` and the ledger's
+        first decision.
+        """
+        first = self.get_state("ledger-first-decision")
+        start = since.astimezone(UTC)
+        if first is not None:
+            start = max(
+                start,
+                datetime.fromisoformat(first["at"].replace("Z", "+00:00")).replace(
+                    day=1, hour=0, minute=0, second=0, microsecond=0
+                ),
+            )
+        end = (until or self._clock()).astimezone(UTC)
+        low = since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         found: list[RecordedDecision] = []
-        while day <= last_day:
+        year, month = start.year, start.month
+        while (year, month) <= (end.year, end.month):
             items = self._query(
                 IndexName=DAY_INDEX,
-                KeyConditionExpression="gsi1pk = :day",
-                ExpressionAttributeValues={":day": _s(f"DAY#{day.isoformat()}")},
+                KeyConditionExpression="gsi1pk = :month AND gsi1sk >= :low",
+                ExpressionAttributeValues={":month": _s(f"MONTH#{year:04d}-{month:02d}"), ":low": _s(low)},
             )
             found.extend(d for d in map(_decision, items) if since <= d.at and (until is None or d.at < until))
-            day += timedelta(days=1)
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         return sorted(found, key=lambda d: d.at)
 
     # -- locks -------------------------------------------------------------------------------------
