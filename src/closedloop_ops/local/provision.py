@@ -203,6 +203,8 @@ class Provisioner:
     def _get_att(self, logical_id: str, attribute: str) -> Any:
         created = self.stack.resources.get(logical_id)
         if created is None:
+            if logical_id not in self.template.resources:
+                raise TemplateError(f"Fn::GetAtt of {logical_id}.{attribute}: the template declares no {logical_id}")
             raise Unresolved(logical_id)
         if attribute not in created.attributes:
             raise TemplateError(f"{logical_id} has no attribute {attribute} locally")
