@@ -189,3 +189,18 @@ def test_jobs_run_until_the_runner_finishes_them() -> None:
         assert glue.get_job_run(JobName="j", RunId=run_id)["JobRun"]["JobRunState"] in {"STARTING", "RUNNING"}
         jobs.finish_glue_run("123456789012", REGION, "j", run_id, "SUCCEEDED")
         assert glue.get_job_run(JobName="j", RunId=run_id)["JobRun"]["JobRunState"] == "SUCCEEDED"
+
+
+def test_package_listeners_hear_registrations_and_changes(sagemaker: object) -> None:
+    from closedloop_ops.moto_ext import registry
+
+    heard: list[tuple[str, str | None]] = []
+    registry.on_package_change(
+        lambda account, region, package: heard.append((package["ModelPackageArn"], package.get("ModelApprovalStatus")))
+    )
+    try:
+        arn = register(sagemaker)
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")  # type: ignore[attr-defined]
+    finally:
+        registry.on_package_change(None)
+    assert heard == [(arn, "PendingManualApproval"), (arn, "Approved")]

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from closedloop_ops.local.provision import LocalFunction, LocalStack
+from closedloop_ops.local.provision import LocalFunction, LocalSchedule, LocalStack
 
 MAX_SQS_RECEIVE = 10
 
@@ -181,6 +181,40 @@ class Dispatcher:
             if not delivered and not worked:
                 return total
         raise RuntimeError(f"events still flowing after {max_passes} passes")
+
+    def fire_schedule(self, schedule: LocalSchedule, at: datetime | None = None) -> Invocation:
+        """Invoke a schedule's target as EventBridge Scheduler does: its Input with the context
+        attributes filled in, retried per its RetryPolicy, then sent to its dead-letter queue."""
+        moment = (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        execution_id = uuid.uuid4().hex[:16]
+        function = self.stack.functions[schedule.function]
+        attempts = 1 + min(schedule.maximum_retry_attempts, 2)  # locally: retried at once, twice at most
+        invocation: Invocation | None = None
+        for attempt in range(1, attempts + 1):
+            text = (
+                schedule.input.replace("<aws.scheduler.schedule-arn>", schedule.arn)
+                .replace("<aws.scheduler.scheduled-time>", moment)
+                .replace("<aws.scheduler.execution-id>", execution_id)
+                .replace("<aws.scheduler.attempt-number>", str(attempt))
+            )
+            invocation = self._invoke(function, json.loads(text), f"schedule {schedule.name}", 1)
+            if invocation.error is None:
+                return invocation
+        assert invocation is not None
+        if schedule.dead_letter_arn:
+            sqs = self.stack.client("sqs")
+            url = sqs.get_queue_url(QueueName=schedule.dead_letter_arn.rsplit(":", 1)[1])["QueueUrl"]
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=text,
+                MessageAttributes={
+                    "ERROR_CODE": {"DataType": "String", "StringValue": "Lambda.FunctionError"},
+                    "ERROR_MESSAGE": {"DataType": "String", "StringValue": (invocation.error or "")[:1000]},
+                    "TARGET_ARN": {"DataType": "String", "StringValue": function.arn},
+                    "EXECUTION_ID": {"DataType": "String", "StringValue": execution_id},
+                },
+            )
+        return invocation
 
     def invoke_async(self, logical_id: str, event: dict[str, Any], trigger: str) -> None:
         """Invoke a function as EventBridge Scheduler or a rule would (retries, then on-failure)."""

@@ -63,7 +63,9 @@ class LocalSchedule:
     expression: str
     function: str  # logical id
     input: str
+    arn: str = ""
     dead_letter_arn: str = ""
+    maximum_retry_attempts: int = 185
 
 
 @dataclass
@@ -519,16 +521,19 @@ class Provisioner:
         name = props.get("Name") or self._name(logical_id, 64)
         target = props["Target"]
         function = self._function_by_ref(target["Arn"])
+        arn = self._arn("scheduler", f"schedule/default/{name}")
         self.stack.schedules.append(
             LocalSchedule(
                 name=name,
                 expression=props["ScheduleExpression"],
                 function=function.logical_id,
                 input=target.get("Input", "{}"),
+                arn=arn,
                 dead_letter_arn=target.get("DeadLetterConfig", {}).get("Arn", ""),
+                maximum_retry_attempts=int(target.get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)),
             )
         )
-        return Created(physical_id=name, attributes={"Arn": self._arn("scheduler", f"schedule/default/{name}")})
+        return Created(physical_id=name, attributes={"Arn": arn})
 
 
 def _as_list(value: Any) -> list[str]:

@@ -6,15 +6,51 @@
   ARN), which is how the rollout route verifies who approved. moto copies `CreatedBy`.
 * `AddTags` / `ListTags` / `DeleteTags` accept a versioned model-package ARN
   (`…:model-package/<group>/<version>`); moto crashes splitting it.
+* Every registration and every change of a model package is a `SageMaker Model Package State
+  Change` event on AWS; moto emits none. Listeners registered with `on_package_change` are called
+  after CreateModelPackage and UpdateModelPackage (the local loop publishes the event).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.responses import SageMakerResponse
+
+# (account, region, DescribeModelPackage view of the package) → None
+PackageListener = Callable[[str, str, dict[str, Any]], None]
+_listeners: list[PackageListener] = []
+
+
+def on_package_change(listener: PackageListener | None) -> None:
+    """Call `listener` after every CreateModelPackage / UpdateModelPackage (None removes all)."""
+    if listener is None:
+        _listeners.clear()
+    else:
+        _listeners.append(listener)
+
+
+def _notify(response: SageMakerResponse, package: Any) -> None:
+    if _listeners:
+        described = package.gen_response_object()
+        for listener in list(_listeners):
+            listener(response.current_account, response.region, described)
+
+
+_original_create = SageMakerResponse.create_model_package
+
+
+def _create_model_package(self: SageMakerResponse) -> Any:
+    result = _original_create(self)
+    if _listeners:
+        arn = self.sagemaker_backend.model_package_name_mapping.get(self._get_param("ModelPackageGroupName"))
+        package = self.sagemaker_backend.model_packages.get(arn) if arn else None
+        if package is not None:
+            _notify(self, package)
+    return result
 
 
 def _caller(response: SageMakerResponse) -> dict[str, str]:
@@ -52,6 +88,7 @@ def _update_model_package(self: SageMakerResponse) -> Any:
         package.add_additional_inference_specifications(additional)
     package.last_modified_time = sm_models.utcnow()
     package.last_modified_by = {"IamIdentity": _caller(self)}
+    _notify(self, package)
     return ActionResult({"ModelPackageArn": package.arn})
 
 
@@ -72,4 +109,5 @@ def _resource_from_arn(self: sm_models.SageMakerModelBackend, arn: str) -> Any:
 
 def install() -> None:
     SageMakerResponse.update_model_package = _update_model_package  # type: ignore[method-assign]
+    SageMakerResponse.create_model_package = _create_model_package  # type: ignore[method-assign]
     sm_models.SageMakerModelBackend._get_resource_from_arn = _resource_from_arn  # type: ignore[method-assign]
