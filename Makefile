@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+PIPELINE_VENV := .venv-pipeline
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 # sam build needs python3.13 (the Lambda runtime) on PATH; pyenv provides it next to 3.11.
@@ -14,6 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export POWERTOOLS_TRACE_DISABLED := 1
 
+PIPELINE_SOURCES := pipelines/definition.py $(wildcard pipelines/steps/*.py) layers/shared/closedloop/lineage.py requirements/pipeline.txt
 STACK_SOURCES := template.yaml $(shell find functions layers -name '*.py' -o -name '*.json' -o -name '*.txt' 2>/dev/null)
 
 .PHONY: help
@@ -31,6 +33,20 @@ $(SAM_VENV)/.ready: requirements/sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
 	touch $@
+
+# The sagemaker SDK (build time only) in its own environment: it is ~1 GB and never enters a Lambda package.
+$(PIPELINE_VENV)/.ready: requirements/pipeline.txt pyproject.toml
+	$(PYTHON) -m venv $(PIPELINE_VENV)
+	$(PIPELINE_VENV)/bin/pip install --quiet --upgrade pip
+	$(PIPELINE_VENV)/bin/pip install --quiet -r requirements/pipeline.txt
+	$(PIPELINE_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+build/pipeline.json: $(PIPELINE_VENV)/.ready $(PIPELINE_SOURCES)
+	$(PIPELINE_VENV)/bin/python pipelines/definition.py --offline --output $@
+
+.PHONY: pipeline
+pipeline: build/pipeline.json  ## write the training pipeline definition offline (no AWS account needed)
 
 .PHONY: venv
 venv: $(VENV)/.ready $(SAM_VENV)/.ready  ## create the virtual environments
@@ -55,7 +71,7 @@ template: $(VENV)/.ready $(SAM_VENV)/.ready  ## cfn-lint and sam validate --lint
 	$(SAM) validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
 .PHONY: pytest
-pytest: $(VENV)/.ready
+pytest: $(VENV)/.ready pipeline
 	$(BIN)/pytest -q
 
 .PHONY: test

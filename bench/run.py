@@ -86,7 +86,7 @@ def _stack_env() -> dict[str, str]:
 def _process_ms(body: str, env: dict[str, str]) -> tuple[float, float]:
     """(wall time of the whole process, in-process import time), in ms."""
     started = time.perf_counter()
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-c", COLD_SCRIPT.format(body=body)], env=env, capture_output=True, text=True, check=True
     )
     wall = (time.perf_counter() - started) * 1000
@@ -114,8 +114,12 @@ def cold_init(repeats: int) -> list[Figure]:
                 target="median ≤ 300 ms",
                 anchor="hello-world python3.13 zip cold start on Lambda ≈ 80 ms",
                 met=imported <= 300,
-                detail={"process_wall_ms": wall, "bare_boto3_process_wall_ms": bare_wall,
-                        "ratio_to_bare_boto3_process": round(wall / bare_wall, 2), "repeats": repeats},
+                detail={
+                    "process_wall_ms": wall,
+                    "bare_boto3_process_wall_ms": bare_wall,
+                    "ratio_to_bare_boto3_process": round(wall / bare_wall, 2),
+                    "repeats": repeats,
+                },
             )
         )
     return figures
@@ -126,7 +130,7 @@ def cold_init(repeats: int) -> list[Figure]:
 
 def package_sizes() -> list[Figure]:
     build = ROOT / ".aws-sam" / "build"
-    subprocess.run(["make", "-s", "build"], cwd=ROOT, check=True, capture_output=True)  # noqa: S607
+    subprocess.run(["make", "-s", "build"], cwd=ROOT, check=True, capture_output=True)
     layer = _size_mb(build / "SharedLayer")
     figures = []
     for directory in sorted(p for p in build.iterdir() if p.is_dir() and p.name.endswith("Function")):
@@ -172,8 +176,7 @@ def burst_coalescing(uploads: int) -> Figure:
     def declared(name: str) -> Any:
         return loans.model_copy(update={"dataset": name}) if name in datasets else real(name)
 
-    import closedloop.dataprep.arrival as arrival
-    import closedloop.dataprep.service as service
+    from closedloop.dataprep import arrival, service
 
     arrival.load_policy, service.load_policy = declared, declared  # type: ignore[assignment]
     try:
@@ -200,8 +203,12 @@ def burst_coalescing(uploads: int) -> Figure:
         target="exactly 3 preparation runs",
         anchor="every public sample starts one run per upload (1,000)",
         met=len(jobs) == 3 and not response["batchItemFailures"],
-        detail={"uploads": uploads, "datasets": 3, "handler_seconds": round(seconds, 2),
-                "batch_item_failures": len(response["batchItemFailures"])},
+        detail={
+            "uploads": uploads,
+            "datasets": 3,
+            "handler_seconds": round(seconds, 2),
+            "batch_item_failures": len(response["batchItemFailures"]),
+        },
     )
 
 

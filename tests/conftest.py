@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Powertools reads the metrics namespace when `closedloop.observability` builds its singleton, which
+# happens at collection time for any test module importing domain code that emits metrics.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "closedloop")
 
 from closedloop import aws
 from closedloop.dataprep.policy import load_policy
 from closedloop.settings import load_settings
 from support.stack import REGION, Stack, provision, stack_env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_service_models() -> Iterator[None]:
+    """One botocore loader for the session: service models are parsed from disk once, not per client."""
+    import functools
+
+    import botocore.loaders
+    import botocore.session
+
+    original = botocore.session.create_loader
+    botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
+    yield
+    botocore.session.create_loader = original  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from closedloop.errors import AwsServiceError, ClosedloopError, ResourceLimitError, ThrottledError
 
@@ -136,7 +136,9 @@ def error_message(exc: ClientError) -> str:
 
 def translate(exc: ClientError | BotoCoreError, operation: str) -> ClosedloopError:
     """Map an AWS error to the domain error that says whether a retry can help."""
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, ParamValidationError):  # our request is malformed: no retry can help
+        return AwsServiceError(f"{operation}: {exc}", retryable=False, operation=operation)
+    if isinstance(exc, BotoCoreError):  # connection, timeout, credentials refresh: transient
         return AwsServiceError(f"{operation}: {exc}", retryable=True, operation=operation)
     code = error_code(exc)
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -176,5 +178,7 @@ def is_already_exists(exc: ClientError) -> bool:
     code = error_code(exc)
     message = error_message(exc).lower()
     return code in {"ResourceInUse", "ResourceInUseException", "AlreadyExistsException"} or (
-        code == "ValidationException" and ("already exists" in message or "must be unique" in message)
+        code == "ValidationException"
+        # SageMaker hosting says 'Cannot create already existing model "arn:…"' (endpoint, endpoint configuration)
+        and any(words in message for words in ("already exists", "already existing", "must be unique"))
     )

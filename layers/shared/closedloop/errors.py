@@ -80,3 +80,15 @@ class EndpointBusyError(ClosedloopError):
 
 class ApproverNotAllowedError(ClosedloopError):
     code = "ApproverNotAllowed"
+
+
+class UnknownAlarmError(InvalidEventError):
+    """An alarm that maps to no model group of this stack (name or `closedloop:model-group` tag)."""
+
+    code = "UnknownAlarm"
+
+
+class EndpointUnusableError(ClosedloopError):
+    """The endpoint is Failed, OutOfService or UpdateRollbackFailed: only a person can repair it."""
+
+    code = "EndpointUnusable"

@@ -38,5 +38,10 @@ MAX_TAG_VALUE = 256
 
 
 def tag_value(value: str) -> str:
-    """Tag values are at most 256 characters: keep the end (ARNs and URIs differ at the end)."""
-    return value if len(value) <= MAX_TAG_VALUE else "…" + value[-(MAX_TAG_VALUE - 1) :]
+    """A valid SageMaker tag value: at most 256 characters of letters, digits, spaces and `_.:/=+-@`.
+
+    Over-long values keep their end (ARNs and URIs differ at the end), marked with a leading `...`;
+    other characters become `_`.
+    """
+    cleaned = "".join(ch if ch.isalnum() or ch.isspace() or ch in "_.:/=+-@" else "_" for ch in value)
+    return cleaned if len(cleaned) <= MAX_TAG_VALUE else "..." + cleaned[-(MAX_TAG_VALUE - 3) :]

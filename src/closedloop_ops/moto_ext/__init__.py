@@ -11,6 +11,12 @@ tests install it into the moto they run, and the same boto3 calls then behave as
 - `jobs`: Processing jobs and Glue job runs stay running until the local job runner finishes them.
 - `runtime`: InvokeEndpoint can be served by a real model server (the local loop's).
 - `lambda_invoke`: asynchronous Lambda invocations can be routed to a local function.
+- `monitoring`: pipeline executions stay `Executing` until ended, starts are idempotent on
+  `ClientRequestToken`, ListPipelineExecutions sorts and pages; DynamoDB conditional writes are atomic.
+- `hosting`: UpdateEndpoint (InService only; keeps the DeploymentConfig; can fail or hold an
+  update), duplicate CreateModel / CreateEndpointConfig / CreateEndpoint rejected, AddTags upserts.
+- `pipelines`: ListPipelineExecutionSteps returns the steps recorded for an execution
+  (`record_execution_step`), e.g. the RegisterModel step's package ARN.
 - `iam_conditions`: a policy condition whose key the request does not carry does not match (so
   the template's TLS-only bucket policies deny nothing they should not).
 """
@@ -29,7 +35,17 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from closedloop_ops.moto_ext import iam_conditions, jobs, lambda_invoke, registry, runtime, s3_events
+        from closedloop_ops.moto_ext import (
+            hosting,
+            iam_conditions,
+            jobs,
+            lambda_invoke,
+            monitoring,
+            pipelines,
+            registry,
+            runtime,
+            s3_events,
+        )
 
         registry.install()
         s3_events.install()
@@ -37,4 +53,7 @@ def install() -> None:
         jobs.install()
         runtime.install()
         lambda_invoke.install()
+        monitoring.install()
+        hosting.install()
+        pipelines.install()
         _installed = True

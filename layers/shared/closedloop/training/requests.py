@@ -27,7 +27,12 @@ def build_start_pipeline_request(
     model_group: str,
     client_request_token: str,
 ) -> dict[str, Any]:
-    """StartPipelineExecution with the data to train on and the lineage the pipeline records."""
+    """StartPipelineExecution with the data to train on and the lineage the pipeline records.
+
+    The trigger reason is put on one line: the execution description, and the training job's
+    hyperparameters that carry it into the model's lineage, accept no line breaks.
+    """
+    trigger_reason = " ".join(trigger_reason.split())
     parameters = {
         lineage.PARAM_INPUT_DATA: input_data_uri,
         lineage.PARAM_PREPARED_MANIFEST: prepared_manifest_uri,

@@ -1,0 +1,33 @@
+"""Route 7: EventBridge Scheduler → measure the live endpoint's drift and publish it to CloudWatch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from closedloop import aws
+from closedloop.drift.monitor import DriftMonitor
+from closedloop.events.scheduler import SCHEDULER_CORRELATION, parse_drift_run
+from closedloop.ledger import Ledger
+from closedloop.observability import logger, metrics, tracer
+from closedloop.settings import load_settings
+
+settings = load_settings()
+monitor = DriftMonitor(
+    settings=settings,
+    s3=aws.s3(),
+    sagemaker=aws.sagemaker(),
+    cloudwatch=aws.cloudwatch(),
+    ledger=Ledger(settings.ledger_table, aws.dynamodb()),
+)
+
+
+@logger.inject_lambda_context(correlation_id_path=SCHEDULER_CORRELATION)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Measure drift of the traffic captured since the last run; publish it when there is enough."""
+    return monitor.run(
+        parse_drift_run(event), remaining_s=lambda: context.get_remaining_time_in_millis() / 1000
+    ).model_dump(mode="json")

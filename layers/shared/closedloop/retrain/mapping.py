@@ -1,0 +1,95 @@
+"""Which model group and pipeline an alarm stands for.
+
+An alarm belongs to this stack's model group when its name starts with the stack's alarm prefix
+(`<ResourcePrefix>-`, the naming convention of every alarm the template defines) or is one of the
+extra alarm names the operator listed (e.g. a SageMaker Model Monitor alarm). An alarm tagged
+`closedloop:model-group` must name this stack's group. Anything else is an error: the event goes
+to the dead-letter queue with the reason, so a mis-wired alarm is seen, not silently dropped.
+
+The rollout's endpoint health alarms (`<prefix>-endpoint-…`: 5xx, latency) share the prefix but
+say nothing about the data: they roll a deployment back, and retraining would not fix them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from closedloop.errors import UnknownAlarmError
+from closedloop.settings import Settings
+
+MODEL_GROUP_TAG = "closedloop:model-group"
+OPERATIONAL_ALARMS = "endpoint-"  # after the prefix: the rollout's endpoint health alarms
+
+
+class RetrainTarget(BaseModel):
+    """What an alarm retrains."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_group: str
+    pipeline_name: str
+    matched_by: Literal["prefix", "name"]
+    operational: bool = False
+
+
+def resolve_alarm(alarm_name: str, tags: Mapping[str, str], settings: Settings) -> RetrainTarget:
+    """Map an alarm to the model group and pipeline it retrains.
+
+    Args:
+        alarm_name: the alarm's name.
+        tags: the alarm's tags (empty if it has none or they cannot be read).
+        settings: the stack's settings (alarm prefix, extra alarm names, group, pipeline).
+
+    Raises:
+        UnknownAlarmError: the alarm is neither named like this stack's alarms nor listed, or its
+            `closedloop:model-group` tag names another group.
+    """
+    if alarm_name in settings.extra_alarm_names:
+        matched_by: Literal["prefix", "name"] = "name"
+    elif alarm_name.startswith(settings.alarm_prefix):
+        matched_by = "prefix"
+    else:
+        raise UnknownAlarmError(
+            f"alarm {alarm_name!r} is not one of this stack's: its name does not start with "
+            f"{settings.alarm_prefix!r} and it is not listed in ExtraAlarmNames",
+            alarm=alarm_name,
+        )
+    tagged = tags.get(MODEL_GROUP_TAG)
+    if tagged is not None and tagged != settings.model_package_group:
+        raise UnknownAlarmError(
+            f"alarm {alarm_name!r} is tagged {MODEL_GROUP_TAG}={tagged!r}, "
+            f"but this stack retrains {settings.model_package_group!r}",
+            alarm=alarm_name,
+            tagged_group=tagged,
+        )
+    operational = matched_by == "prefix" and alarm_name.removeprefix(settings.alarm_prefix).startswith(
+        OPERATIONAL_ALARMS
+    )
+    return RetrainTarget(
+        model_group=settings.model_package_group,
+        pipeline_name=settings.pipeline_name,
+        matched_by=matched_by,
+        operational=operational,
+    )
+
+
+def trigger_reason(alarm_name: str, summary: Mapping[str, object]) -> str:
+    """The recorded reason of an alarm-triggered retraining: alarm, metric, value and threshold."""
+    parts = [alarm_name]
+    metric = summary.get("metric")
+    value = summary.get("value")
+    threshold = summary.get("threshold")
+    if metric is not None and isinstance(value, float):
+        parts.append(f"{metric} = {value:.6g}")
+    elif metric is not None:
+        parts.append(str(metric))
+    if isinstance(threshold, float):
+        parts.append(f"threshold {threshold:.6g}")
+    if summary.get("rule"):
+        triggered = summary.get("triggered_by")
+        by = f" (triggered by {', '.join(map(str, triggered))})" if isinstance(triggered, list) and triggered else ""
+        parts.append(f"{summary['rule']}{by}")
+    return "; ".join(parts)

@@ -1,0 +1,425 @@
+"""Route 6's decision: start a retraining for an alarm that entered ALARM — or record why not.
+
+Guards, in order (each suppression is a ledger entry and a `RetrainingsSuppressed` metric):
+1. the alarm maps to this stack's model group (`mapping`; otherwise an error → DLQ), and is not
+   an endpoint health alarm;
+2. the alarm moved INTO `ALARM` (an ALARM → ALARM update starts nothing);
+3. the model group's cooldown has run out (set whenever an alarm starts a retraining);
+4. there is prepared data to train on (`ledger_keys.latest_prepared`, written by route 2);
+5. the single-flight `RetrainLock` of the group is free (its lease is the pipeline's maximum run
+   time, so a holder that died does not block retraining for good);
+6. no execution of the pipeline is running (whoever started it).
+
+The whole decision runs once per (alarm name, state timestamp): a redelivered event returns the
+first decision. The pipeline start carries a `ClientRequestToken` from the same key, and a retry
+that finds its own execution already running binds it instead of starting another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+from closedloop import ledger_keys
+from closedloop.aws import aws_errors, is_not_found
+from closedloop.errors import AwsServiceError, ClosedloopError, LockHeldError, UnknownAlarmError
+from closedloop.events.cloudwatch import AlarmStateChangeEvent
+from closedloop.idempotency import Once
+from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.observability import logger, metrics
+from closedloop.retrain.mapping import RetrainTarget, resolve_alarm, trigger_reason
+from closedloop.retrain_lock import RetrainLock
+from closedloop.settings import Settings
+from closedloop.training.requests import build_start_pipeline_request, client_request_token
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_sagemaker import SageMakerClient
+
+ROUTE = "alarm"
+ACTION = "start_retraining"
+RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
+EXECUTIONS_PAGE_SIZE = 100
+EXECUTIONS_SCANNED = 1000
+PREPARED_FIELDS = ("prepared_manifest_uri", "data_uri", "prep_run_id", "code_version")
+
+SuppressionCode = Literal[
+    "operational-alarm",
+    "not-entering-alarm",
+    "cooldown",
+    "no-prepared-data",
+    "retraining-running",
+    "pipeline-running",
+]
+
+
+class AlarmTrigger(BaseModel):
+    """What the decision needs from the alarm event (the idempotency key is name + state time)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    alarm_name: str
+    alarm_arn: str | None
+    state_timestamp: str
+    state: str
+    previous_state: str | None
+    entered_alarm: bool
+    summary: dict[str, Any]
+
+    @classmethod
+    def from_event(cls, event: AlarmStateChangeEvent) -> AlarmTrigger:
+        detail = event.detail
+        return cls(
+            event_id=event.id,
+            alarm_name=detail.alarm_name,
+            alarm_arn=event.alarm_arn,
+            state_timestamp=detail.state.timestamp,
+            state=detail.state.value,
+            previous_state=detail.previous_state.value if detail.previous_state else None,
+            entered_alarm=event.entered_alarm,
+            summary=event.trigger_summary(),
+        )
+
+    @property
+    def business_key(self) -> str:
+        return f"alarm:{self.alarm_name}@{self.state_timestamp}"
+
+    @property
+    def holder(self) -> str:
+        """Who holds the retraining lock for this alarm event (the same on every retry)."""
+        return self.business_key
+
+
+class RetrainOutcome(BaseModel):
+    """The decision for one alarm event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alarm_name: str
+    state_timestamp: str
+    result: Literal["started", "suppressed"]
+    model_group: str
+    pipeline_name: str
+    suppressed_because: SuppressionCode | None = None
+    reason: str = ""
+    execution_arn: str | None = None
+    found_existing: bool = False
+    cooldown_until: datetime | None = None
+
+
+class AlarmRetraining:
+    """Turns alarm state changes into (at most one running) retraining per model group."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        sagemaker: SageMakerClient,
+        cloudwatch: CloudWatchClient,
+        idempotency_store: BasePersistenceLayer,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._sagemaker = sagemaker
+        self._cloudwatch = cloudwatch
+        self._clock = clock
+        self._lock = RetrainLock(ledger, lease=timedelta(seconds=settings.pipeline_max_runtime_s))
+        self._decide_once = Once(
+            self._decide,
+            key="[alarm_name, state_timestamp]",
+            data_argument="trigger",
+            output=RetrainOutcome,
+            store=idempotency_store,
+            ttl_seconds=settings.idempotency_ttl_s,
+            key_prefix=f"{ROUTE}.start_retraining",
+        )
+
+    def register_lambda_context(self, context: LambdaContext | None) -> None:
+        self._decide_once.register_lambda_context(context)
+
+    def handle(self, event: AlarmStateChangeEvent) -> RetrainOutcome:
+        """Decide on one alarm event, once per (alarm name, state timestamp).
+
+        Raises:
+            UnknownAlarmError: the alarm maps to no model group of this stack (recorded first).
+            ClosedloopError: an AWS call failed (`retryable` says whether a retry can help); the
+                lock taken for this event is released first.
+        """
+        trigger = AlarmTrigger.from_event(event)
+        outcome = self._decide_once(trigger=trigger)
+        logger.info(
+            "alarm decided",
+            alarm=outcome.alarm_name,
+            result=outcome.result,
+            suppressed_because=outcome.suppressed_because,
+            model_group=outcome.model_group,
+            execution_arn=outcome.execution_arn,
+        )
+        return outcome
+
+    # -- the decision (runs once per business key) ----------------------------------------------
+
+    def _decide(self, trigger: AlarmTrigger) -> RetrainOutcome:
+        target = self._target(trigger)
+        now = self._clock()
+        prepared = self._unlocked_guards(trigger, target, now)
+        if isinstance(prepared, RetrainOutcome):
+            return prepared
+        request = build_start_pipeline_request(
+            pipeline_name=target.pipeline_name,
+            input_data_uri=str(prepared["data_uri"]),
+            prepared_manifest_uri=str(prepared["prepared_manifest_uri"]),
+            prep_run_id=str(prepared["prep_run_id"]),
+            code_version=str(prepared["code_version"]),
+            trigger="alarm",
+            trigger_reason=trigger_reason(trigger.alarm_name, trigger.summary),
+            model_group=target.model_group,
+            client_request_token=client_request_token("alarm", trigger.alarm_name, trigger.state_timestamp),
+        )
+        try:
+            self._lock.acquire(target.model_group, trigger.holder, reason=trigger.alarm_name)
+        except LockHeldError as exc:
+            expires = exc.context.get("expires_at", "?")
+            return self._suppress(
+                trigger,
+                target,
+                "retraining-running",
+                f"a retraining of {target.model_group} holds the lock until {expires}",
+                holder=exc.context.get("holder", ""),
+            )
+        try:
+            running = self._running_execution(target.pipeline_name)
+            ours = (
+                running is not None
+                and running.get("PipelineExecutionDisplayName") == request["PipelineExecutionDisplayName"]
+            )
+            if running is not None and not ours:
+                self._lock.release(target.model_group, trigger.holder)
+                arn, status = running["PipelineExecutionArn"], running.get("PipelineExecutionStatus")
+                return self._suppress(
+                    trigger,
+                    target,
+                    "pipeline-running",
+                    f"execution {arn} of {target.pipeline_name} is {status}",
+                    running_execution=arn,
+                )
+            execution_arn = running["PipelineExecutionArn"] if running is not None else self._start(request)
+        except ClosedloopError as exc:
+            self._lock.release(target.model_group, trigger.holder)
+            self._record(trigger, target, "failed", exc.message, exc.as_dict())
+            raise
+        return self._started(trigger, target, execution_arn, running is not None, now, request)
+
+    def _unlocked_guards(
+        self, trigger: AlarmTrigger, target: RetrainTarget, now: datetime
+    ) -> RetrainOutcome | dict[str, Any]:
+        """The guards that need no lock: a suppression, or the prepared data to retrain on."""
+        if target.operational:
+            return self._suppress(
+                trigger,
+                target,
+                "operational-alarm",
+                "an endpoint health alarm: it rolls deployments back, retraining would not fix it",
+            )
+        if not trigger.entered_alarm:
+            return self._suppress(
+                trigger,
+                target,
+                "not-entering-alarm",
+                f"state went {trigger.previous_state or 'unknown'} -> {trigger.state}; "
+                "only a transition into ALARM starts a retraining",
+            )
+        until = self._cooldown_until(target.model_group)
+        if until is not None and until > now:
+            return self._suppress(
+                trigger,
+                target,
+                "cooldown",
+                f"model group {target.model_group} is cooling down until {until.isoformat()}",
+                cooldown_until=until,
+            )
+        prepared = self._ledger.get_state(ledger_keys.latest_prepared(target.model_group))
+        if not prepared or any(not prepared.get(field) for field in PREPARED_FIELDS):
+            return self._suppress(
+                trigger,
+                target,
+                "no-prepared-data",
+                f"no prepared data for {target.model_group} yet: nothing to retrain on",
+            )
+        return prepared
+
+    def _started(
+        self,
+        trigger: AlarmTrigger,
+        target: RetrainTarget,
+        execution_arn: str,
+        found_existing: bool,
+        now: datetime,
+        request: dict[str, Any],
+    ) -> RetrainOutcome:
+        try:
+            self._lock.bind_execution(target.model_group, trigger.holder, execution_arn)
+        except LockHeldError:  # the lease ran out between acquire and bind: the run goes on unbound
+            logger.warning(
+                "retraining lock lost before binding", model_group=target.model_group, execution_arn=execution_arn
+            )
+        until = now + timedelta(seconds=self._settings.retrain_cooldown_s)
+        self._ledger.put_state(
+            ledger_keys.cooldown(target.model_group),
+            {"until": until.isoformat(), "reason": trigger.alarm_name, "execution_arn": execution_arn},
+        )
+        reason = next(p["Value"] for p in request["PipelineParameters"] if p["Name"] == "TriggerReason")
+        self._record(
+            trigger,
+            target,
+            "started",
+            "found its own execution already running" if found_existing else "",
+            {
+                "execution_arn": execution_arn,
+                "pipeline": target.pipeline_name,
+                "trigger_reason": reason,
+                "cooldown_until": until.isoformat(),
+                "matched_by": target.matched_by,
+                **{k: v for k, v in trigger.summary.items() if k in {"metric", "value", "threshold"}},
+            },
+        )
+        metrics.add_metric(name="RetrainingsStarted", unit=MetricUnit.Count, value=1)
+        return RetrainOutcome(
+            alarm_name=trigger.alarm_name,
+            state_timestamp=trigger.state_timestamp,
+            result="started",
+            model_group=target.model_group,
+            pipeline_name=target.pipeline_name,
+            execution_arn=execution_arn,
+            found_existing=found_existing,
+            cooldown_until=until,
+        )
+
+    # -- guards and adapters --------------------------------------------------------------------
+
+    def _target(self, trigger: AlarmTrigger) -> RetrainTarget:
+        try:
+            return resolve_alarm(trigger.alarm_name, self._alarm_tags(trigger), self._settings)
+        except UnknownAlarmError as exc:
+            self._ledger.record(
+                Decision(
+                    route=ROUTE,
+                    event_id=trigger.event_id,
+                    business_key=trigger.business_key,
+                    action=ACTION,
+                    result="rejected",
+                    reason=exc.message,
+                    details=exc.as_dict(),
+                )
+            )
+            metrics.add_metric(name="AlarmsRejected", unit=MetricUnit.Count, value=1)
+            raise
+
+    def _alarm_tags(self, trigger: AlarmTrigger) -> dict[str, str]:
+        """The alarm's tags; none when it has no ARN in the event or no longer exists."""
+        if not trigger.alarm_arn:
+            return {}
+        try:
+            with aws_errors("cloudwatch:ListTagsForResource", passthrough=is_not_found):
+                response = self._cloudwatch.list_tags_for_resource(ResourceARN=trigger.alarm_arn)
+        except ClientError:
+            logger.info("alarm no longer exists; mapped by name only", alarm=trigger.alarm_name)
+            return {}
+        return {tag["Key"]: tag["Value"] for tag in response.get("Tags", [])}
+
+    def _cooldown_until(self, model_group: str) -> datetime | None:
+        state = self._ledger.get_state(ledger_keys.cooldown(model_group))
+        if not state or not state.get("until"):
+            return None
+        try:
+            return datetime.fromisoformat(str(state["until"]))
+        except ValueError:
+            logger.warning("unreadable cooldown ignored", model_group=model_group)
+            return None
+
+    def _running_execution(self, pipeline_name: str) -> dict[str, Any] | None:
+        """The newest execution of the pipeline that is still running, if any.
+
+        Raises:
+            AwsServiceError: the pipeline does not exist (not retryable), or the call failed.
+        """
+        paginator = self._sagemaker.get_paginator("list_pipeline_executions")
+        try:
+            with aws_errors("sagemaker:ListPipelineExecutions", passthrough=is_not_found):
+                pages = paginator.paginate(
+                    PipelineName=pipeline_name,
+                    SortBy="CreationTime",
+                    SortOrder="Descending",
+                    PaginationConfig={"MaxItems": EXECUTIONS_SCANNED, "PageSize": EXECUTIONS_PAGE_SIZE},
+                )
+                for page in pages:
+                    for summary in page.get("PipelineExecutionSummaries", []):
+                        if summary.get("PipelineExecutionStatus") in RUNNING_STATUSES:
+                            return dict(summary)
+        except ClientError:
+            raise AwsServiceError(
+                f"pipeline {pipeline_name} does not exist: deploy the training pipeline first",
+                retryable=False,
+                operation="sagemaker:ListPipelineExecutions",
+            ) from None
+        return None
+
+    def _start(self, request: dict[str, Any]) -> str:
+        with aws_errors("sagemaker:StartPipelineExecution"):
+            response = self._sagemaker.start_pipeline_execution(**request)
+        return response["PipelineExecutionArn"]
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def _suppress(
+        self,
+        trigger: AlarmTrigger,
+        target: RetrainTarget,
+        code: SuppressionCode,
+        reason: str,
+        *,
+        cooldown_until: datetime | None = None,
+        **details: Any,
+    ) -> RetrainOutcome:
+        self._record(trigger, target, "suppressed", reason, {"suppressed_because": code, **details})
+        metrics.add_metric(name="RetrainingsSuppressed", unit=MetricUnit.Count, value=1)
+        return RetrainOutcome(
+            alarm_name=trigger.alarm_name,
+            state_timestamp=trigger.state_timestamp,
+            result="suppressed",
+            model_group=target.model_group,
+            pipeline_name=target.pipeline_name,
+            suppressed_because=code,
+            reason=reason,
+            cooldown_until=cooldown_until,
+        )
+
+    def _record(
+        self, trigger: AlarmTrigger, target: RetrainTarget, result: str, reason: str, details: dict[str, Any]
+    ) -> None:
+        self._ledger.record(
+            Decision(
+                route=ROUTE,
+                event_id=trigger.event_id,
+                business_key=trigger.business_key,
+                action=ACTION,
+                result=result,
+                reason=reason,
+                details={
+                    "alarm": trigger.alarm_name,
+                    "state": trigger.state,
+                    "previous_state": trigger.previous_state,
+                    "model_group": target.model_group,
+                    **details,
+                },
+            )
+        )

@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""Build the closedloop training pipeline with the SageMaker Python SDK (v3) and write its JSON definition.
+
+    Train ──▶ Evaluate (evaluation.json, bias.json, lineage.json) ──┐
+          └─▶ Baseline (baseline.json) ─────────────────────────────┴─▶ Register (PendingManualApproval)
+
+Two ways to run it:
+
+* offline, for tests and review (`make pipeline`): inside moto, with a placeholder role and
+  bucket, no credentials needed — `python pipelines/definition.py --offline`;
+* for a deployment: against the real account, so the step code lands in the stack's artifacts
+  bucket — `python pipelines/definition.py --role-arn <TrainingPipelineRoleArn> --bucket
+  <ArtifactsBucketName> --region <region> --name <ResourcePrefix>-training`, then
+  `python -m closedloop_ops.pipeline upsert` (see pipelines/README.md).
+
+The SDK is a build-time dependency only (`requirements/pipeline.txt`, `.venv-pipeline`); nothing
+here is imported by a Lambda function. Every parameter name comes from `closedloop.lineage`, so
+the routes that start the pipeline and the definition cannot drift apart. The definition is a
+function of the code: the same commit generates the same `pipeline.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tarfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from sagemaker.core import image_uris
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
+from sagemaker.core.metadata_properties import MetadataProperties
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.processing import ScriptProcessor
+from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.retry import (
+    SageMakerJobExceptionTypeEnum,
+    SageMakerJobStepRetryPolicy,
+    StepExceptionTypeEnum,
+    StepRetryPolicy,
+)
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+from sagemaker.serve.model_builder import ModelBuilder
+from sagemaker.train import ModelTrainer
+from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+
+from closedloop import lineage
+
+STEPS_DIR = Path(__file__).resolve().parent / "steps"
+SKLEARN_VERSION = "1.4-2"  # one image trains, evaluates and serves: the pickle never crosses versions
+OFFLINE_ACCOUNT = "111122223333"
+OFFLINE_REGION = "eu-west-1"
+PROCESSING = "/opt/ml/processing"
+
+# Step names: the approval gate finds the registered version through the RegisterModel step.
+TRAIN, EVALUATE, BASELINE, REGISTER = "Train", "Evaluate", "Baseline", "Register"
+HYPERPARAMETERS = {"algorithm": "logistic", "seed": 7, "test-fraction": 0.25, "split-key": "auto"}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What a deployment decides about the pipeline (everything else is code)."""
+
+    name: str = "closedloop-training"
+    role_arn: str = f"arn:aws:iam::{OFFLINE_ACCOUNT}:role/closedloop-TrainingPipelineRole"
+    bucket: str = "closedloop-artifacts"
+    region: str = OFFLINE_REGION
+    model_group: str = "closedloop-models"
+    training_instance_type: str = "ml.m5.large"
+    processing_instance_type: str = "ml.m5.large"
+    inference_instance_type: str = "ml.m5.large"
+    max_runtime_s: int = 3600
+
+    @property
+    def prefix(self) -> str:
+        """Key prefix of everything the pipeline writes: code, models, reports."""
+        return f"pipelines/{self.name}"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The pipeline's parameters; the first seven are the ones routes 2 and 6 set (lineage names)."""
+
+    input_data: Any
+    prepared_manifest: Any
+    prep_run_id: Any
+    prep_code_version: Any
+    trigger: Any
+    trigger_reason: Any
+    model_group: Any
+    training_instance: Any
+    processing_instance: Any
+
+    @classmethod
+    def declare(cls, config: PipelineConfig) -> Parameters:
+        return cls(
+            input_data=ParameterString(name=lineage.PARAM_INPUT_DATA),
+            prepared_manifest=ParameterString(name=lineage.PARAM_PREPARED_MANIFEST),
+            prep_run_id=ParameterString(name=lineage.PARAM_PREP_RUN_ID, default_value=""),
+            prep_code_version=ParameterString(name=lineage.PARAM_CODE_VERSION, default_value=""),
+            trigger=ParameterString(name=lineage.PARAM_TRIGGER, default_value="manual"),
+            trigger_reason=ParameterString(name=lineage.PARAM_TRIGGER_REASON, default_value="started by hand"),
+            model_group=ParameterString(name=lineage.PARAM_MODEL_GROUP, default_value=config.model_group),
+            training_instance=ParameterString(name="TrainingInstanceType", default_value=config.training_instance_type),
+            processing_instance=ParameterString(
+                name="ProcessingInstanceType", default_value=config.processing_instance_type
+            ),
+        )
+
+    def all(self) -> list[Any]:
+        return list(vars(self).values())
+
+    def lineage(self) -> dict[str, Any]:
+        """The parameters recorded as the version's lineage (`train.py` `--lineage-<name>`)."""
+        return {
+            "prepared-manifest": self.prepared_manifest,
+            "prepared-data": self.input_data,
+            "prep-run-id": self.prep_run_id,
+            "prep-code-version": self.prep_code_version,
+            "trigger": self.trigger,
+            "trigger-reason": self.trigger_reason,
+        }
+
+
+@functools.cache
+def code_version() -> str:
+    """The training code's version: SHA-256 over the step scripts, as `train.code_version` computes it."""
+    digest = hashlib.sha256()
+    for path in sorted(STEPS_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def source_bundle() -> bytes:
+    """The training step's `sourcedir.tar.gz`: every step script, byte-for-byte the same for the same code."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:
+        for path in sorted(STEPS_DIR.glob("*.py")):
+            info = tarfile.TarInfo(path.name)
+            body = path.read_bytes()
+            info.size, info.mtime, info.mode = len(body), 0, 0o644
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def upload_source(session: Any, config: PipelineConfig, version: str) -> str:
+    """Upload the training code under a content-addressed key; returns its S3 URI."""
+    key = f"{config.prefix}/code/{version[:16]}/sourcedir.tar.gz"
+    session.boto_session.client("s3").put_object(Bucket=config.bucket, Key=key, Body=source_bundle())
+    return f"s3://{config.bucket}/{key}"
+
+
+def quiet_sdk() -> None:
+    """The SDK narrates every default it applies and resets its loggers' levels as it goes; what it
+    pops from the definition here is by design, so only errors are worth a line."""
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+
+
+def execution_uri(config: PipelineConfig, *parts: str) -> Any:
+    """`s3://<bucket>/pipelines/<name>/executions/<execution id>/<parts…>`."""
+    return Join(
+        on="/",
+        values=[f"s3://{config.bucket}/{config.prefix}/executions", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts],
+    )
+
+
+def throttling_retries() -> StepRetryPolicy:
+    return StepRetryPolicy(
+        exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
+        interval_seconds=10,
+        backoff_rate=2.0,
+        max_attempts=5,
+    )
+
+
+def job_retries() -> list[Any]:
+    """Capacity and internal errors of a job are retried by the pipeline; an algorithm error is not."""
+    return [
+        SageMakerJobStepRetryPolicy(
+            exception_types=[
+                SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+            ],
+            interval_seconds=60,
+            backoff_rate=2.0,
+            max_attempts=3,
+        ),
+        throttling_retries(),
+    ]
+
+
+def train_step(config: PipelineConfig, session: Any, params: Parameters, image: str, version: str) -> TrainingStep:
+    """Script mode of the scikit-learn container: `sagemaker_program` from `sagemaker_submit_directory`."""
+    hyperparameters = {name: json.dumps(value) for name, value in HYPERPARAMETERS.items()}
+    trainer = ModelTrainer(
+        training_image=image,
+        role=config.role_arn,
+        sagemaker_session=session,
+        base_job_name=f"{config.name}-train",
+        compute=Compute(instance_type=params.training_instance, instance_count=1, volume_size_in_gb=30),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=config.max_runtime_s),
+        hyperparameters={
+            "sagemaker_program": json.dumps("train.py"),
+            "sagemaker_submit_directory": json.dumps(upload_source(session, config, version)),
+            "sagemaker_region": json.dumps(config.region),
+            "sagemaker_container_log_level": "20",
+            **hyperparameters,
+            # Lineage travels with the model: hyperparameter values may be 2,500 characters long
+            # (a trigger reason can be 1,000), a Processing job's arguments only 256. The "=" keeps
+            # a value from ever looking like an option.
+            **{f"lineage-{name}": Join(on="", values=["=", value]) for name, value in params.lineage().items()},
+        },
+        output_data_config=OutputDataConfig(s3_output_path=execution_uri(config, "train")),
+        input_data_config=[
+            InputData(channel_name="train", data_source=params.input_data, content_type="text/csv"),
+            InputData(channel_name="manifest", data_source=params.prepared_manifest, content_type="application/json"),
+        ],
+    )
+    return TrainingStep(
+        name=TRAIN,
+        step_args=trainer.train(),
+        description="Fit the model on the prepared data; hold out a share of it by a keyed hash",
+        retry_policies=job_retries(),
+    )
+
+
+def processing_step(
+    config: PipelineConfig,
+    session: Any,
+    params: Parameters,
+    image: str,
+    *,
+    name: str,
+    script: str,
+    output: str,
+    model_data: Any,
+    arguments: list[Any],
+    description: str,
+    property_files: list[PropertyFile] | None = None,
+) -> ProcessingStep:
+    """A step script in a Processing job: the model and the prepared data in, one output directory out.
+
+    Paths are passed as arguments (not left to the scripts' defaults), so a local runner can map them.
+    """
+    processor = ScriptProcessor(
+        image_uri=image,
+        command=["python3"],
+        role=config.role_arn,
+        instance_count=1,
+        instance_type=params.processing_instance,
+        max_runtime_in_seconds=config.max_runtime_s,
+        sagemaker_session=session,
+        base_job_name=f"{config.name}-{name.lower()}",
+    )
+
+    def s3_input(input_name: str, uri: Any) -> ProcessingInput:
+        return ProcessingInput(
+            input_name=input_name,
+            s3_input=ProcessingS3Input(
+                s3_uri=uri,
+                local_path=f"{PROCESSING}/{input_name}",
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        )
+
+    paths = ["--model", f"{PROCESSING}/model", "--data", f"{PROCESSING}/data", "--output", f"{PROCESSING}/{output}"]
+    return ProcessingStep(
+        name=name,
+        step_args=processor.run(
+            code=str(STEPS_DIR / script),
+            inputs=[s3_input("model", model_data), s3_input("data", params.input_data)],
+            outputs=[
+                ProcessingOutput(
+                    output_name=output,
+                    s3_output=ProcessingS3Output(
+                        s3_uri=execution_uri(config, output),
+                        local_path=f"{PROCESSING}/{output}",
+                        s3_upload_mode="EndOfJob",
+                    ),
+                )
+            ],
+            arguments=[*paths, *arguments],
+        ),
+        description=description,
+        property_files=property_files,
+        retry_policies=job_retries(),
+    )
+
+
+def register_step(
+    config: PipelineConfig,
+    session: Any,
+    params: Parameters,
+    image: str,
+    version: str,
+    steps: tuple[TrainingStep, ProcessingStep, ProcessingStep, PropertyFile],
+) -> ModelStep:
+    """A version in the model group, PendingManualApproval, with its evidence and lineage."""
+    train, evaluate, baseline, lineage_file = steps
+    evaluation_dir = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    baseline_dir = baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
+
+    def report(directory: Any, name: str) -> MetricsSource:
+        return MetricsSource(content_type="application/json", s3_uri=Join(on="/", values=[directory, name]))
+
+    def lineage_value(name: str) -> JsonGet:
+        return JsonGet(step_name=evaluate.name, property_file=lineage_file, json_path=name)
+
+    builder = ModelBuilder(
+        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+        image_uri=image,
+        role_arn=config.role_arn,
+        sagemaker_session=session,
+        env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+    )
+    return ModelStep(
+        name=REGISTER,
+        step_args=builder.register(
+            model_package_group_name=params.model_group,
+            content_types=["text/csv"],
+            response_types=["text/csv"],
+            inference_instances=[config.inference_instance_type],
+            transform_instances=[config.inference_instance_type],
+            approval_status="PendingManualApproval",
+            model_metrics=ModelMetrics(
+                model_statistics=report(evaluation_dir, "evaluation.json"),
+                bias_post_training=report(evaluation_dir, "bias.json"),
+            ),
+            drift_check_baselines=DriftCheckBaselines(model_data_statistics=report(baseline_dir, "baseline.json")),
+            metadata_properties=MetadataProperties(
+                commit_id=version, repository="closedloop", generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN
+            ),
+            customer_metadata_properties={
+                lineage.PREPARED_MANIFEST: lineage_value("prepared_manifest"),
+                lineage.PREPARED_DATA: lineage_value("prepared_data"),
+                lineage.CODE_VERSION: lineage_value("code_version"),
+                lineage.PIPELINE_EXECUTION: ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                lineage.TRIGGER: lineage_value("trigger"),
+                lineage.TRIGGER_REASON: lineage_value("trigger_reason"),
+                lineage.PREP_RUN_ID: lineage_value("prep_run_id"),
+                lineage.DATASET: lineage_value("dataset"),
+            },
+        ),
+        description="A new version in the model group, pending the approval gate",
+        retry_policies=[throttling_retries()],
+        depends_on=[evaluate, baseline],
+    )
+
+
+def build_pipeline(config: PipelineConfig, session: Any) -> Pipeline:
+    """The pipeline object (steps, parameters, lineage), built in `session` (a PipelineSession)."""
+    quiet_sdk()
+    version = code_version()
+    image = image_uris.retrieve(
+        "sklearn", region=config.region, version=SKLEARN_VERSION, py_version="py3", image_scope="training"
+    )
+    params = Parameters.declare(config)
+    train = train_step(config, session, params, image, version)
+    model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+    lineage_file = PropertyFile(name="Lineage", output_name="evaluation", path="lineage.json")
+    evaluate = processing_step(
+        config,
+        session,
+        params,
+        image,
+        name=EVALUATE,
+        script="evaluate.py",
+        output="evaluation",
+        model_data=model_data,
+        arguments=["--seed", "7", "--importance-repeats", "5"],
+        description="Quality, bias (Clarify format) and feature importance on the held-out rows",
+        property_files=[
+            PropertyFile(name="Evaluation", output_name="evaluation", path="evaluation.json"),
+            lineage_file,
+        ],
+    )
+    baseline = processing_step(
+        config,
+        session,
+        params,
+        image,
+        name=BASELINE,
+        script="baseline.py",
+        output="baseline",
+        model_data=model_data,
+        arguments=["--seed", "7", "--sample-size", "1000"],
+        description="Per-feature and prediction statistics the drift monitor compares against",
+    )
+    register = register_step(config, session, params, image, version, (train, evaluate, baseline, lineage_file))
+    return Pipeline(
+        name=config.name,
+        parameters=params.all(),
+        steps=[train, evaluate, baseline, register],
+        sagemaker_session=session,
+        pipeline_experiment_config=None,
+    )
+
+
+def generate(config: PipelineConfig) -> dict[str, Any]:
+    """The pipeline definition (as the CreatePipeline API takes it), uploading step code to the bucket."""
+    session = PipelineSession(
+        boto_session=boto3.Session(region_name=config.region),
+        default_bucket=config.bucket,
+        default_bucket_prefix=config.prefix,
+    )
+    definition: dict[str, Any] = json.loads(build_pipeline(config, session).definition())
+    return definition
+
+
+@contextlib.contextmanager
+def offline_aws(config: PipelineConfig) -> Iterator[None]:
+    """An in-process AWS (moto) holding the bucket the SDK uploads step code to; no credentials needed."""
+    from moto import mock_aws  # noqa: PLC0415 - only the offline generation needs moto
+
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "offline",
+            "AWS_SECRET_ACCESS_KEY": "offline",
+            "AWS_DEFAULT_REGION": config.region,
+            "SAGEMAKER_VALIDATE_ROLE": "false",
+        }
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    try:
+        with mock_aws():
+            boto3.client("s3", region_name=config.region).create_bucket(
+                Bucket=config.bucket, CreateBucketConfiguration={"LocationConstraint": config.region}
+            )
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = PipelineConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="build/pipeline.json")
+    parser.add_argument("--offline", action="store_true", help="generate inside moto (no AWS account needed)")
+    parser.add_argument("--name", default=defaults.name, help="pipeline name (the stack's <ResourcePrefix>-training)")
+    parser.add_argument("--role-arn", default=defaults.role_arn, help="the stack's TrainingPipelineRoleArn output")
+    parser.add_argument("--bucket", default=defaults.bucket, help="the stack's ArtifactsBucketName output")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or defaults.region)
+    parser.add_argument("--model-group", default=defaults.model_group, help="default of ModelPackageGroupName")
+    parser.add_argument("--training-instance-type", default=defaults.training_instance_type)
+    parser.add_argument("--processing-instance-type", default=defaults.processing_instance_type)
+    parser.add_argument("--inference-instance-type", default=defaults.inference_instance_type)
+    args = parser.parse_args(argv)
+    config = PipelineConfig(
+        name=args.name,
+        role_arn=args.role_arn,
+        bucket=args.bucket,
+        region=args.region,
+        model_group=args.model_group,
+        training_instance_type=args.training_instance_type,
+        processing_instance_type=args.processing_instance_type,
+        inference_instance_type=args.inference_instance_type,
+    )
+    quiet_sdk()
+    with offline_aws(config) if args.offline else contextlib.nullcontext():
+        definition = generate(config)
+    target = Path(args.output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(definition, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {target} ({len(definition['Steps'])} steps, code {code_version()[:12]})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

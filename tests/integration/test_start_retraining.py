@@ -1,0 +1,351 @@
+"""Route 6 on moto: alarm state changes → the template's rules → start_retraining → one pipeline run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from closedloop import ledger_keys
+from closedloop.errors import UnknownAlarmError
+from closedloop.events.cloudwatch import parse_alarm_event
+from closedloop.ledger import Ledger
+from closedloop.training.requests import client_request_token
+from closedloop_ops.local.intrinsics import Resolver
+from closedloop_ops.local.template import load_template
+from closedloop_ops.moto_ext.monitoring import finish_pipeline_execution
+from support.events import load_event
+from support.handlers import FakeLambdaContext, load_handler
+from support.stack import ACCOUNT, REGION, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "alarms"
+PREPARED = {
+    "prepared_manifest_uri": "s3://closedloop-test-data/prepared/loans/run-7/manifest.json",
+    "data_uri": "s3://closedloop-test-data/prepared/loans/run-7/data.csv",
+    "prep_run_id": "run-7",
+    "dataset": "loans",
+    "code_version": "sha256:0f3c",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> Iterator[None]:
+    """Metrics of domain calls made without a handler must not leak into another test's flush."""
+    from closedloop.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def world(stack: Stack) -> Stack:
+    """The pipeline, the latest prepared data, and the drift alarms (tagged as the template does)."""
+    settings = stack.settings
+    boto3.client("sagemaker").create_pipeline(
+        PipelineName=settings.pipeline_name,
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []}),
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/closedloop-pipeline",
+    )
+    ledger(stack).put_state(ledger_keys.latest_prepared(settings.model_package_group), PREPARED)
+    cloudwatch = boto3.client("cloudwatch")
+    for name, metric in (("features", "MaxFeaturePSI"), ("predictions", "PredictionKS"), ("bias", "BiasDrift")):
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"closedloop-drift-{name}",
+            Namespace="closedloop/Drift",
+            MetricName=metric,
+            Dimensions=[{"Name": "Endpoint", "Value": settings.endpoint_name}],
+            Statistic="Maximum",
+            Period=3600,
+            EvaluationPeriods=1,
+            Threshold=0.2,
+            ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching",
+            Tags=[{"Key": "closedloop:model-group", "Value": settings.model_package_group}],
+        )
+    return stack
+
+
+def ledger(stack: Stack, clock: Any = None) -> Ledger:
+    if clock is None:
+        return Ledger(stack.settings.ledger_table, boto3.client("dynamodb"))
+    return Ledger(stack.settings.ledger_table, boto3.client("dynamodb"), clock=clock)
+
+
+def alarm_event(
+    name: str = "closedloop-drift-features", *, at: datetime, state: str = "ALARM", previous: str = "OK"
+) -> dict[str, Any]:
+    """An alarm state change as EventBridge delivers it (shaped like events/alarm_state_change.json)."""
+    event = copy.deepcopy(load_event("alarm_state_change"))
+    event["id"] = str(uuid.uuid4())
+    event["account"], event["region"] = ACCOUNT, REGION
+    event["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"]
+    event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail = event["detail"]
+    detail["alarmName"] = name
+    detail["state"]["value"], detail["previousState"]["value"] = state, previous
+    detail["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+    return event
+
+
+def executions() -> list[dict[str, Any]]:
+    sm = boto3.client("sagemaker")
+    return sm.list_pipeline_executions(PipelineName="closedloop-training")["PipelineExecutionSummaries"]
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
+    """Metrics the handlers flushed (Powertools writes CloudWatch EMF lines to stdout)."""
+    counts: Counter[str] = Counter()
+    for line in capsys.readouterr().out.splitlines():
+        if '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for name in ("RetrainingsStarted", "RetrainingsSuppressed", "AlarmsRejected"):
+            if name in document:
+                value = document[name]
+                counts[name] += int(sum(value) if isinstance(value, list) else value)
+    return counts
+
+
+def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+def test_an_alarm_entering_alarm_starts_the_pipeline_once(world: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = load_handler("start_retraining")
+    now = datetime.now(UTC)
+    event = alarm_event(at=now)
+    # When the alarm's state change arrives
+    outcome = invoke(handler, event)
+    # Then the pipeline runs on the latest prepared data, with the alarm as the recorded trigger
+    assert outcome["result"] == "started"
+    [execution] = executions()
+    assert execution["PipelineExecutionStatus"] == "Executing"
+    assert outcome["execution_arn"] == execution["PipelineExecutionArn"]
+    sm = boto3.client("sagemaker")
+    parameters = {
+        p["Name"]: p["Value"]
+        for p in sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=execution["PipelineExecutionArn"])[
+            "PipelineParameters"
+        ]
+    }
+    assert parameters["InputDataUri"] == PREPARED["data_uri"]
+    assert parameters["PrepRunId"] == "run-7"
+    assert parameters["TriggerKind"] == "alarm"
+    assert parameters["TriggerReason"] == (
+        "closedloop-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127; threshold 0.2"
+    )
+    token = client_request_token("alarm", "closedloop-drift-features", event["detail"]["state"]["timestamp"])
+    assert execution["PipelineExecutionDisplayName"] == f"alarm-{token[:12]}"
+    # And the lock is bound to it, the cooldown runs, the decision and the metric are recorded
+    records = ledger(world)
+    lock = records.get_lock("retrain#closedloop-models")
+    assert lock is not None and lock.execution_arn == execution["PipelineExecutionArn"]
+    cooldown = records.get_state(ledger_keys.cooldown("closedloop-models"))
+    assert cooldown is not None and cooldown["execution_arn"] == execution["PipelineExecutionArn"]
+    key = f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}"
+    [decision] = records.decisions_for(key)
+    assert (decision.route, decision.action, decision.result) == ("alarm", "start_retraining", "started")
+    assert decision.details["metric"] == "closedloop/Drift MaxFeaturePSI"
+    assert emitted(capsys)["RetrainingsStarted"] == 1
+    # And the same event delivered again (with a new envelope id) changes nothing
+    again = {**event, "id": str(uuid.uuid4())}
+    assert invoke(handler, again) == outcome
+    assert len(executions()) == 1
+
+
+def test_an_alarm_flapping_ten_times_within_the_cooldown_retrains_once(
+    world: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = load_handler("start_retraining")
+    start = datetime.now(UTC)
+    outcomes = []
+    for flap in range(10):
+        at = start + timedelta(minutes=20 * flap)
+        outcomes.append(invoke(handler, alarm_event(at=at)))
+        outcomes.append(invoke(handler, alarm_event(at=at + timedelta(minutes=10), state="OK", previous="ALARM")))
+        if flap == 1:  # the retraining ended meanwhile; route 3 released the lock
+            arn = executions()[0]["PipelineExecutionArn"]
+            finish_pipeline_execution(ACCOUNT, REGION, arn, "Succeeded")
+            ledger(world).release_lock(
+                "retrain#closedloop-models", ledger(world).get_lock("retrain#closedloop-models").holder
+            )  # type: ignore[union-attr]
+    # Then one retraining, and every other state change is a recorded suppression with its reason
+    assert len(executions()) == 1
+    reasons = Counter(o["suppressed_because"] for o in outcomes if o["result"] == "suppressed")
+    assert sum(o["result"] == "started" for o in outcomes) == 1
+    assert reasons == {"not-entering-alarm": 10, "cooldown": 9}
+    metrics = emitted(capsys)
+    assert (metrics["RetrainingsStarted"], metrics["RetrainingsSuppressed"]) == (1, 19)
+
+
+def test_twenty_alarms_for_one_model_at_once_start_exactly_one_execution(world: Stack) -> None:
+    handler = load_handler("start_retraining")
+    now = datetime.now(UTC)
+    names = ["closedloop-drift-features", "closedloop-drift-predictions", "closedloop-drift-bias"]
+    events = [parse_alarm_event(alarm_event(names[i % 3], at=now + timedelta(milliseconds=i))) for i in range(20)]
+    handler.retraining.register_lambda_context(FakeLambdaContext())
+    barrier = threading.Barrier(len(events))
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def handle(event: Any) -> None:
+        barrier.wait()
+        try:
+            results.append(handler.retraining.handle(event))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=handle, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one execution, one started decision and nineteen suppressions
+    assert errors == []
+    assert len(executions()) == 1
+    assert sorted(r.result for r in results).count("started") == 1
+    assert {r.suppressed_because for r in results if r.result == "suppressed"} <= {
+        "retraining-running",
+        "pipeline-running",
+        "cooldown",
+    }
+    decisions = [d for d in ledger(world).decisions_since(now - timedelta(minutes=1)) if d.route == "alarm"]
+    assert Counter(d.result for d in decisions) == {"started": 1, "suppressed": 19}
+
+
+def test_a_lock_whose_holder_died_is_reclaimed_after_the_lease(world: Stack) -> None:
+    handler = load_handler("start_retraining")
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=world.settings.pipeline_max_runtime_s)
+    # Given a holder that took the lock and died, long enough ago that its lease ran out
+    ledger(world, clock=lambda: now - lease - timedelta(minutes=1)).acquire_lock(
+        "retrain#closedloop-models", "alarm:crashed@earlier", lease, reason="crashed"
+    )
+    # Then the next alarm takes the lock over and retrains
+    assert invoke(handler, alarm_event(at=now))["result"] == "started"
+    lock = ledger(world).get_lock("retrain#closedloop-models")
+    assert lock is not None and lock.holder.startswith("alarm:closedloop-drift-features@")
+
+
+def test_a_lock_still_in_its_lease_suppresses(world: Stack) -> None:
+    handler = load_handler("start_retraining")
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=world.settings.pipeline_max_runtime_s)
+    ledger(world).acquire_lock("retrain#closedloop-models", "alarm:busy@now", lease, reason="busy")
+    outcome = invoke(handler, alarm_event(at=now))
+    assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "retraining-running")
+    assert executions() == []
+
+
+def test_an_alarm_of_no_model_is_a_clear_error_for_the_dlq(world: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = load_handler("start_retraining")
+    event = alarm_event("payments-api-latency", at=datetime.now(UTC))
+    # When an alarm this stack does not own reaches the function
+    with pytest.raises(UnknownAlarmError) as caught:
+        invoke(handler, event)
+    # Then the error says why, is not retryable, and is recorded; nothing started
+    assert "payments-api-latency" in caught.value.message and "ExtraAlarmNames" in caught.value.message
+    assert not caught.value.retryable
+    [decision] = ledger(world).decisions_for(f"alarm:payments-api-latency@{event['detail']['state']['timestamp']}")
+    assert decision.result == "rejected"
+    assert executions() == []
+    assert emitted(capsys)["AlarmsRejected"] == 1
+    # And an alarm-action payload or a configuration change is refused before any decision
+    for name in ("lambda_action_payload", "configuration_change_update"):
+        with pytest.raises(Exception, match="not a CloudWatch Alarm State Change"):
+            invoke(handler, json.loads((DATA / f"{name}.json").read_text()))
+
+
+def test_no_prepared_data_is_recorded_not_dropped(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = load_handler("start_retraining")
+    event = alarm_event(at=datetime.now(UTC))
+    outcome = invoke(handler, event)
+    assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "no-prepared-data")
+    [decision] = ledger(stack).decisions_for(f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}")
+    assert decision.reason.startswith("no prepared data")
+    assert emitted(capsys)["RetrainingsSuppressed"] == 1
+
+
+# -- the template's rules, routed by EventBridge (moto) -----------------------------------------
+
+
+def route(stack: Stack, extra_names: str, events: list[dict[str, Any]]) -> list[str]:
+    """Put the template's two retrain rules on a bus, send events, return the names delivered."""
+    template = load_template(ROOT / "template.yaml", region=REGION)
+    values = {name: spec.get("Default") for name, spec in template.parameters.items()}
+    values["ExtraAlarmNames"] = extra_names
+    resolver = Resolver(
+        parameters=values,
+        pseudo={"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"},
+        mappings={},
+        conditions={},
+        ref=lambda name: name,
+        get_att=lambda *args: "arn",
+    )
+    sqs = boto3.client("sqs")
+    bus = boto3.client("events")
+    queue = sqs.create_queue(QueueName=f"retrain-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for logical_id in ("StartRetrainingFunctionAlarmsOfThisStack", "StartRetrainingFunctionListedAlarms"):
+        pattern = resolver.resolve(template.resources[logical_id]["Properties"]["EventPattern"])
+        rule = f"{logical_id}-{queue[-8:]}"
+        bus.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+        bus.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    bus.put_events(
+        Entries=[
+            {
+                "Source": e["source"],
+                "DetailType": e["detail-type"],
+                "Detail": json.dumps(e["detail"]),
+                "Resources": e["resources"],
+            }
+            for e in events
+        ]
+    )
+    delivered = []
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            delivered.append(json.loads(message["Body"])["detail"]["alarmName"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return sorted(delivered)
+
+
+def test_the_rules_deliver_alarm_entries_of_this_stack_and_listed_names_only(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    ours = alarm_event(at=now)
+    samples = {
+        name: json.loads((DATA / f"{name}.json").read_text())
+        for name in (
+            "metric_math_insufficient_data_to_alarm",
+            "anomaly_detection_ok_to_alarm",
+            "composite_with_suppressor_ok_to_alarm",
+            "configuration_change_update",
+        )
+    }
+    events = [
+        ours,
+        alarm_event(at=now, state="OK", previous="ALARM"),
+        alarm_event(at=now, state="INSUFFICIENT_DATA"),
+        alarm_event("mm-quality-violations", at=now),
+        alarm_event("someone-elses-alarm", at=now),
+        *samples.values(),
+    ]
+    # Without extra names: our alarms entering ALARM (every alarm kind), nothing else
+    assert route(stack, "", events) == sorted(
+        ["closedloop-drift-features", "closedloop-model-quality", "closedloop-score-anomaly", "closedloop-drift-any"]
+    )
+    # With extra names listed: those too, by exact name
+    assert "mm-quality-violations" in route(stack, "mm-quality-violations,Model Monitor other", events)
+    assert "someone-elses-alarm" not in route(stack, "mm-quality-violations", events)

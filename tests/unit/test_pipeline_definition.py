@@ -1,0 +1,188 @@
+"""The generated pipeline definition (`build/pipeline.json`, written by `make pipeline`): four steps, wired.
+
+These tests read the file; they never need the sagemaker SDK (it lives in `.venv-pipeline`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from closedloop import lineage
+from closedloop.training.requests import build_start_pipeline_request
+
+DEFINITION = Path(__file__).resolve().parents[2] / "build" / "pipeline.json"
+ROUTE_PARAMETERS = {
+    lineage.PARAM_INPUT_DATA,
+    lineage.PARAM_PREPARED_MANIFEST,
+    lineage.PARAM_TRIGGER,
+    lineage.PARAM_TRIGGER_REASON,
+    lineage.PARAM_PREP_RUN_ID,
+    lineage.PARAM_CODE_VERSION,
+    lineage.PARAM_MODEL_GROUP,
+}
+
+
+@cache
+def definition() -> dict[str, Any]:
+    assert DEFINITION.is_file(), f"{DEFINITION} is missing: run `make pipeline` (make test does it first)"
+    document: dict[str, Any] = json.loads(DEFINITION.read_text(encoding="utf-8"))
+    return document
+
+
+def steps() -> dict[str, dict[str, Any]]:
+    return {step["Name"]: step for step in definition()["Steps"]}
+
+
+def references(value: Any) -> set[str]:
+    """Every `Get` path used inside a value (parameters, step properties, execution variables)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Get" and isinstance(item, str):
+                found.add(item)
+            else:
+                found |= references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    return found
+
+
+def test_the_pipeline_has_the_four_steps_of_their_types() -> None:
+    assert {name: step["Type"] for name, step in steps().items()} == {
+        "Train": "Training",
+        "Evaluate": "Processing",
+        "Baseline": "Processing",
+        "Register": "RegisterModel",
+    }
+
+
+def test_it_declares_every_parameter_the_routes_set() -> None:
+    declared = {p["Name"] for p in definition()["Parameters"]}
+    assert declared >= ROUTE_PARAMETERS
+    # and a start request built by the routes names no parameter the pipeline lacks
+    request = build_start_pipeline_request(
+        pipeline_name="closedloop-training",
+        input_data_uri="s3://d/prepared/loans/r/data.csv",
+        prepared_manifest_uri="s3://d/prepared/loans/r/manifest.json",
+        prep_run_id="r",
+        code_version="c",
+        trigger="upload",
+        trigger_reason="new data",
+        model_group="closedloop-models",
+        client_request_token="t" * 64,
+    )
+    assert {p["Name"] for p in request["PipelineParameters"]} <= declared
+    # the data and manifest have no default: a start without them fails instead of training on nothing
+    required = {p["Name"] for p in definition()["Parameters"] if "DefaultValue" not in p}
+    assert required == {lineage.PARAM_INPUT_DATA, lineage.PARAM_PREPARED_MANIFEST}
+
+
+def test_training_reads_the_prepared_data_and_its_manifest_in_script_mode() -> None:
+    train = steps()["Train"]["Arguments"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in train["InputDataConfig"]}
+    assert channels == {
+        "train": {"Get": f"Parameters.{lineage.PARAM_INPUT_DATA}"},
+        "manifest": {"Get": f"Parameters.{lineage.PARAM_PREPARED_MANIFEST}"},
+    }
+    hyper = {k: json.loads(v) for k, v in train["HyperParameters"].items() if isinstance(v, str)}
+    assert hyper["sagemaker_program"] == "train.py"
+    assert hyper["sagemaker_submit_directory"].endswith("/sourcedir.tar.gz")
+    assert "sagemaker-scikit-learn:1.4-2-cpu-py3" in train["AlgorithmSpecification"]["TrainingImage"]
+    assert "Execution.PipelineExecutionId" in references(train["OutputDataConfig"])
+
+
+def test_evaluate_and_baseline_score_the_trained_model_on_the_same_data() -> None:
+    for name, output in (("Evaluate", "evaluation"), ("Baseline", "baseline")):
+        arguments = steps()[name]["Arguments"]
+        inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in arguments["ProcessingInputs"]}
+        assert inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+        assert inputs["data"] == {"Get": f"Parameters.{lineage.PARAM_INPUT_DATA}"}
+        assert inputs["code"].endswith(f"/{name.lower()}.py")
+        assert [o["OutputName"] for o in arguments["ProcessingOutputConfig"]["Outputs"]] == [output]
+        entry = arguments["AppSpecification"]["ContainerEntrypoint"]
+        assert entry == ["python3", f"/opt/ml/processing/input/code/{name.lower()}.py"]
+    evaluate = steps()["Evaluate"]
+    assert {f["PropertyFileName"]: f["FilePath"] for f in evaluate["PropertyFiles"]} == {
+        "Evaluation": "evaluation.json",
+        "Lineage": "lineage.json",
+    }
+    # no pipeline parameter is a Processing job argument: those are limited to 256 characters
+    for name in ("Evaluate", "Baseline"):
+        arguments = steps()[name]["Arguments"]["AppSpecification"]["ContainerArguments"]
+        assert not {ref for ref in references(arguments) if ref.startswith("Parameters.")}
+
+
+def test_the_lineage_parameters_travel_with_the_model_as_hyperparameters() -> None:
+    hyper = steps()["Train"]["Arguments"]["HyperParameters"]
+    passed = {name: value["Std:Join"]["Values"] for name, value in hyper.items() if name.startswith("lineage-")}
+    assert passed == {
+        "lineage-prepared-manifest": ["=", {"Get": f"Parameters.{lineage.PARAM_PREPARED_MANIFEST}"}],
+        "lineage-prepared-data": ["=", {"Get": f"Parameters.{lineage.PARAM_INPUT_DATA}"}],
+        "lineage-prep-run-id": ["=", {"Get": f"Parameters.{lineage.PARAM_PREP_RUN_ID}"}],
+        "lineage-prep-code-version": ["=", {"Get": f"Parameters.{lineage.PARAM_CODE_VERSION}"}],
+        "lineage-trigger": ["=", {"Get": f"Parameters.{lineage.PARAM_TRIGGER}"}],
+        "lineage-trigger-reason": ["=", {"Get": f"Parameters.{lineage.PARAM_TRIGGER_REASON}"}],
+    }
+
+
+def test_register_points_the_version_at_its_evidence_and_lineage() -> None:
+    register = steps()["Register"]
+    arguments = register["Arguments"]
+    assert arguments["ModelApprovalStatus"] == "PendingManualApproval"
+    assert arguments["ModelPackageGroupName"] == {"Get": f"Parameters.{lineage.PARAM_MODEL_GROUP}"}
+    metrics = arguments["ModelMetrics"]
+    quality = metrics["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
+    bias = metrics["Bias"]["PostTrainingReport"]["S3Uri"]["Std:Join"]["Values"]
+    baseline = arguments["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
+    assert quality[-1] == "evaluation.json" and "Steps.Evaluate" in str(quality[0])
+    assert bias[-1] == "bias.json" and "Steps.Evaluate" in str(bias[0])
+    assert baseline[-1] == "baseline.json" and "Steps.Baseline" in str(baseline[0])
+    metadata = arguments["CustomerMetadataProperties"]
+    assert set(metadata) == {
+        lineage.PREPARED_MANIFEST,
+        lineage.PREPARED_DATA,
+        lineage.CODE_VERSION,
+        lineage.PIPELINE_EXECUTION,
+        lineage.TRIGGER,
+        lineage.TRIGGER_REASON,
+        lineage.PREP_RUN_ID,
+        lineage.DATASET,
+    }
+    assert metadata[lineage.PIPELINE_EXECUTION] == {"Get": "Execution.PipelineExecutionArn"}
+    assert metadata[lineage.DATASET]["Std:JsonGet"]["PropertyFile"] == {"Get": "Steps.Evaluate.PropertyFiles.Lineage"}
+    container = arguments["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert container["Image"] == steps()["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+    assert arguments["InferenceSpecification"]["SupportedContentTypes"] == ["text/csv"]
+    assert set(register.get("DependsOn", [])) == {"Evaluate", "Baseline"}
+
+
+def test_every_referenced_parameter_is_declared() -> None:
+    declared = {p["Name"] for p in definition()["Parameters"]}
+    used = {ref.split(".", 1)[1] for ref in references(definition()["Steps"]) if ref.startswith("Parameters.")}
+    assert used <= declared
+    assert {lineage.PARAM_INPUT_DATA, lineage.PARAM_MODEL_GROUP} <= used
+
+
+def steps_code_version() -> str:
+    """SHA-256 over pipelines/steps/*.py (name and content, sorted) — the training code's version."""
+    digest = hashlib.sha256()
+    for path in sorted((DEFINITION.parents[1] / "pipelines" / "steps").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_definition_is_for_the_step_code_of_this_checkout() -> None:
+    version = steps_code_version()
+    register = steps()["Register"]["Arguments"]
+    assert register["MetadataProperties"]["CommitId"] == version, "build/pipeline.json is stale: run `make pipeline`"
+    submit = json.loads(steps()["Train"]["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
+    assert f"/code/{version[:16]}/sourcedir.tar.gz" in submit
+    assert register["MetadataProperties"]["GeneratedBy"] == {"Get": "Execution.PipelineExecutionArn"}
