@@ -149,6 +149,9 @@ class Drift:
     purpose_weights: tuple[float, ...] | None = None
 
 
+SHARPNESS = 2.5
+CENTRE = 0.6
+
 NO_DRIFT = Drift()
 STRONG_DRIFT = Drift(
     income_factor=0.55, loan_factor=1.8, late_payments_shift=2.0, purpose_weights=(0.05, 0.05, 0.05, 0.7, 0.1, 0.05)
@@ -200,7 +203,9 @@ def rows(n: int, seed: int = 7, drift: Drift = NO_DRIFT, start: int = 0) -> Iter
             "notes": rng.choice(_NOTES),
             "group": "A" if rng.random() < 0.6 else "B",
         }
-        probability = 1 / (1 + math.exp(-_approval_logit(row)))
+        # Sharpened so that the label is learnable (an oracle reaches AUC ~0.9): a demo model
+        # should clear the approval policy's default thresholds on merit, not on luck.
+        probability = 1 / (1 + math.exp(-SHARPNESS * (_approval_logit(row) - CENTRE)))
         row["approved"] = 1 if rng.random() < probability else 0
         yield {key: str(row[key]) for key in COLUMNS}
 
