@@ -77,6 +77,10 @@ pytest: $(VENV)/.ready pipeline
 .PHONY: test
 test: lint typecheck template pytest  ## everything CI runs
 
+.PHONY: demo
+demo: $(VENV)/.ready build/pipeline.json  ## the whole closed loop on this machine (moto, no AWS account)
+	$(BIN)/closedloop demo
+
 .PHONY: bench
 bench: $(VENV)/.ready $(SAM_VENV)/.ready  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
 	PYTHONPATH=tests $(BIN)/python bench/run.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,6 +21,7 @@ monitor = DriftMonitor(
     sagemaker=aws.sagemaker(),
     cloudwatch=aws.cloudwatch(),
     ledger=Ledger(settings.ledger_table, aws.dynamodb()),
+    settle=timedelta(seconds=settings.drift_capture_settle_s),
 )
 
 

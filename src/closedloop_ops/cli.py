@@ -222,6 +222,44 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- demo ------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from closedloop_ops.local.demo import run_demo
+    from closedloop_ops.stackref import STATE_FILE, write_local_state
+
+    def keep(demo: Any) -> None:
+        stack = demo.loop.stack
+        write_local_state(
+            STATE_FILE,
+            name=stack.stack_name,
+            region=stack.region,
+            endpoint_url=stack.endpoint_url,
+            outputs=stack.outputs,
+        )
+        print(
+            f"the local loop stays up at {stack.endpoint_url}: try `closedloop status --local`; Ctrl-C stops it",
+            flush=True,
+        )
+        try:
+            while True:
+                demo.loop.settle()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            STATE_FILE.unlink(missing_ok=True)
+
+    if not (ROOT / "build" / "pipeline.json").is_file():
+        raise CliError("build/pipeline.json is missing: run `make pipeline` first (`make demo` does)")
+    report = run_demo(Path(args.out), say=lambda line: print(line, flush=True), keep=keep if args.keep else None)
+    ok = len(report["model_versions_deployed"]) >= 2 and report["retrainings"] == 1 and report["events_in_dlq"] == 0
+    return 0 if ok else 1
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -250,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--yes", action="store_true", help="redrive without asking")
     _stack_options(dlq)
     dlq.set_defaults(func=cmd_dlq)
+
+    demo = commands.add_parser("demo", help="run the whole closed loop locally and write a report")
+    demo.add_argument("--out", default=str(ROOT / "build" / "demo"), help="where report.json and report.md go")
+    demo.add_argument("--keep", action="store_true", help="keep the local loop up afterwards (for the other commands)")
+    demo.set_defaults(func=cmd_demo)
 
     local = commands.add_parser("local", help="run the local loop (moto on loopback, provisioned from template.yaml)")
     local.add_argument("action", choices=["up"])

@@ -75,6 +75,7 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
         "RETRAIN_COOLDOWN_SECONDS": "21600",
         "DRIFT_METRICS_NAMESPACE": "closedloop/Drift",
         "DRIFT_MIN_RECORDS": "500",
+        "DRIFT_CAPTURE_SETTLE_SECONDS": "300",
         "DRIFT_PSI_THRESHOLD": "0.2",
         "DRIFT_KS_THRESHOLD": "0.15",
         "BIAS_DRIFT_THRESHOLD": "0.1",

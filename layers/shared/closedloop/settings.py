@@ -111,6 +111,7 @@ class Settings(BaseModel):
     retrain_cooldown_s: int = Field(default=6 * 3600, alias="RETRAIN_COOLDOWN_SECONDS", ge=0)
     drift_metrics_namespace: str = Field(default="closedloop/Drift", alias="DRIFT_METRICS_NAMESPACE")
     drift_min_records: int = Field(default=500, alias="DRIFT_MIN_RECORDS", ge=1)
+    drift_capture_settle_s: int = Field(default=300, alias="DRIFT_CAPTURE_SETTLE_SECONDS", ge=0, le=3600)
     drift_psi_threshold: float = Field(default=0.2, alias="DRIFT_PSI_THRESHOLD", gt=0)
     drift_ks_threshold: float = Field(default=0.15, alias="DRIFT_KS_THRESHOLD", gt=0, le=1)
     bias_drift_threshold: float = Field(default=0.1, alias="BIAS_DRIFT_THRESHOLD", gt=0, le=1)

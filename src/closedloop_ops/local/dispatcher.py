@@ -122,6 +122,7 @@ class Dispatcher:
     stack: LocalStack
     base_environment: dict[str, str]
     on_invocation: Callable[[Invocation], None] | None = None
+    log_stream: Any = None  # where the handlers' stdout (structured logs, EMF metrics) goes; None: stdout
     runtimes: dict[str, FunctionRuntime] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
 
@@ -140,7 +141,8 @@ class Dispatcher:
                 "AWS_ENDPOINT_URL": self.stack.endpoint_url,
             }
             runtime = FunctionRuntime(function=function, environment=env)
-            runtime.load()
+            with self._output():
+                runtime.load()
             self.runtimes[logical_id] = runtime
         return self.runtimes[logical_id]
 
@@ -153,6 +155,19 @@ class Dispatcher:
             "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
             "AWS_SESSION_TOKEN": creds["SessionToken"],
         }
+
+    @contextlib.contextmanager
+    def _output(self) -> Iterator[None]:
+        """Handlers print their logs and metrics as Lambda would (to stdout): send them to `log_stream`."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+            if self.log_stream is None:
+                yield
+            else:
+                with contextlib.redirect_stdout(self.log_stream):
+                    yield
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -310,7 +325,8 @@ class Dispatcher:
         error: str | None = None
         result: Any = None
         try:
-            result = runtime.invoke(event)
+            with self._output():
+                result = runtime.invoke(event)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if os.environ.get("CLOSEDLOOP_LOCAL_TRACEBACKS"):

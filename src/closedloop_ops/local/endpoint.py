@@ -119,6 +119,11 @@ class LocalHosting:
 
     def _load(self, model: Any) -> LoadedModel:
         container = model.primary_container or (model.containers or [{}])[0]
+        if container.get("ModelPackageName"):  # a model created from a registered version
+            backend = self._sagemaker()
+            arn = backend.model_package_name_mapping.get(container["ModelPackageName"], container["ModelPackageName"])
+            package = backend.model_packages[arn]
+            container = {**package.inference_specification["Containers"][0], **container}
         url = container["ModelDataUrl"]
         if url in self._models:
             return self._models[url]
@@ -204,6 +209,6 @@ class LocalHosting:
     def _write(self, key: tuple[str, str, str], lines: list[str]) -> None:
         destination, endpoint, variant = key
         now = datetime.now(UTC)
-        name = f"{now:%M-%S-%f}-{uuid.uuid4().hex[:8]}.jsonl"
+        name = f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"  # SageMaker's file naming
         uri = f"{destination}/{endpoint}/{variant}/{now:%Y/%m/%d/%H}/{name}"
         self._s3_put(uri, ("\n".join(lines) + "\n").encode())

@@ -164,11 +164,42 @@ class PipelineExecutor:
             record.steps.append(
                 StepRecord(step["Name"], kind, "Failed", time.perf_counter() - started, {"reason": failure.reason})
             )
+            self._record_step(context, step["Name"], "Failed", {}, failure.reason)
             raise
         step_record = StepRecord(step["Name"], kind, "Succeeded", time.perf_counter() - started, detail)
         record.steps.append(step_record)
+        self._record_step(context, step["Name"], "Succeeded", self._metadata(kind, step["Name"], context), "")
         if self.on_step:
             self.on_step(context.execution_arn, step_record)
+
+    def _metadata(self, kind: str, name: str, context: _Context) -> dict[str, Any]:
+        """The step metadata ListPipelineExecutionSteps shows on AWS."""
+        props = context.properties.get(name, {})
+        arn = f"arn:aws:sagemaker:{self.stack.region}:{ACCOUNT}"
+        if kind == "Training":
+            return {"TrainingJob": {"Arn": props.get("TrainingJobArn", "")}}
+        if kind == "Processing":
+            return {"ProcessingJob": {"Arn": f"{arn}:processing-job/{props.get('ProcessingJobName', '').lower()}"}}
+        if kind == "RegisterModel":
+            return {"RegisterModel": {"Arn": props.get("ModelPackageArn", "")}}
+        if kind == "Model":
+            return {"Model": {"Arn": f"{arn}:model/{props.get('ModelName', '').lower()}"}}
+        if kind == "Condition":
+            return {"Condition": {"Outcome": str(props.get("Outcome", "")).lower()}}
+        return {}
+
+    def _record_step(self, context: _Context, name: str, status: str, metadata: dict[str, Any], reason: str) -> None:
+        from closedloop_ops.moto_ext.pipelines import record_execution_step
+
+        record_execution_step(
+            ACCOUNT,
+            self.stack.region,
+            context.execution_arn,
+            name=name,
+            status=status,
+            metadata=metadata,
+            failure_reason=reason,
+        )
 
     # -- step types ---------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,7 +315,11 @@ class Provisioner:
 
     def _secret(self, logical_id: str, props: dict[str, Any]) -> Created:
         name = props.get("Name") or self._name(logical_id, 256)
-        value = props.get("SecretString") or secrets.token_urlsafe(48)
+        # A generated secret is derived from the stack and resource names: the same local stack gets
+        # the same key (pseudonyms and held-out splits reproduce run after run); nothing real is in it.
+        value = (
+            props.get("SecretString") or hashlib.sha256(f"{self.stack.stack_name}/{logical_id}".encode()).hexdigest()
+        )
         arn = self._client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         return Created(physical_id=arn, attributes={"Id": arn})
 

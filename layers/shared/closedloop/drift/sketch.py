@@ -47,6 +47,9 @@ class FeatureDrift(BaseModel):
     missing: int
 
 
+BIAS_CONFIDENCE_Z = 1.96
+
+
 class BiasDrift(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -55,7 +58,9 @@ class BiasDrift(BaseModel):
     dppl_now: float
     dppl_reference: float
     reference: Literal["evaluation", "baseline"]
-    drift: float
+    drift: float  # what is published: the change, less its sampling noise (never below 0)
+    raw_change: float  # |dppl_now - dppl_reference|
+    standard_error: float
     rows_advantaged: int
     rows_disadvantaged: int
 
@@ -231,6 +236,11 @@ class DriftPlan:
         q_a = positives_a / rows_a
         q_d = sketch.group_positives.get(self.disadvantaged, 0) / rows_d
         now = q_a - q_d
+        # The DPPL of a few hundred rows moves by several points by chance alone (two proportions):
+        # publish the change less 1.96 standard errors, so the alarm means "drifted, with ~97.5 %
+        # confidence" rather than "a small sample was unlucky".
+        standard_error = math.sqrt(q_a * (1 - q_a) / rows_a + q_d * (1 - q_d) / rows_d)
+        change = abs(now - self.reference_dppl)
         return (
             BiasDrift(
                 attribute=self.bias_attribute,
@@ -238,7 +248,9 @@ class DriftPlan:
                 dppl_now=now,
                 dppl_reference=self.reference_dppl,
                 reference=self.reference_source,
-                drift=abs(now - self.reference_dppl),
+                drift=max(0.0, change - BIAS_CONFIDENCE_Z * standard_error),
+                raw_change=change,
+                standard_error=standard_error,
                 rows_advantaged=rows_a,
                 rows_disadvantaged=rows_d,
             ),

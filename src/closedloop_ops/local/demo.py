@@ -1,0 +1,345 @@
+"""`make demo`: the whole closed loop on one machine, on the local loop, with a report.
+
+Synthetic loan applications with PII land in `raw/` → preparation strips the PII → the training
+pipeline runs its real step scripts → a version is registered → the gate approves it → it is rolled
+out → the endpoint serves predictions and captures them → drifted traffic arrives → the drift monitor
+publishes metrics → the alarm fires → retraining → the new version is approved and rolled out
+blue/green. Every step is a real handler reacting to an event the template's rules routed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from closedloop_ops import synthetic
+from closedloop_ops.local.endpoint import LocalHosting
+from closedloop_ops.local.hosting_events import EndpointWatcher
+from closedloop_ops.local.loop import ROOT, LocalLoop
+from closedloop_ops.local.pipelines import PipelineExecutor, upload_step_code
+from closedloop_ops.local.report import write_report
+from closedloop_ops.moto_ext import registry, runtime
+from closedloop_ops.stackref import StackRef
+
+# Demo-sized settings, given as template parameters (the handlers read them as on AWS).
+DEMO_PARAMETERS = {
+    "BatchWindowSeconds": "0",
+    "DriftCaptureSettleSeconds": "0",
+    "DriftMinRecords": "300",
+    "RetrainCooldownSeconds": "21600",
+}
+
+
+class DemoFailed(Exception):
+    """The loop did not reach the next stage (the message says which, and the ledger why)."""
+
+
+@dataclass
+class Scenario:
+    rows_per_file: int = 1000
+    files: int = 3
+    requests: int = 40
+    rows_per_request: int = 10
+    seed: int = 7
+
+
+@dataclass
+class Demo:
+    loop: LocalLoop
+    out_dir: Path
+    say: Callable[[str], None]
+    scenario: Scenario = field(default_factory=Scenario)
+    started: float = field(default_factory=time.perf_counter)
+    local_timeline: list[dict[str, Any]] = field(default_factory=list)
+    inference_ids: list[str] = field(default_factory=list)
+    seeded_pii: set[str] = field(default_factory=set)
+    _echoed: set[str] = field(default_factory=set)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def note(self, event: str, action: str, result: str) -> None:
+        at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.local_timeline.append({"at": at, "route": "local", "event": event, "action": action, "result": result})
+        self.say(f"[{time.perf_counter() - self.started:5.1f}s] {event}: {action} → {result}")
+
+    def stack_ref(self) -> StackRef:
+        stack = self.loop.stack
+        return StackRef(
+            name=stack.stack_name,
+            region=stack.region,
+            outputs=stack.outputs,
+            endpoint_url=stack.endpoint_url,
+            credentials={"aws_access_key_id": "local", "aws_secret_access_key": "local"},
+            local=True,
+        )
+
+    def setup(self) -> None:
+        from closedloop_ops.pipeline import upsert_pipeline
+
+        loop = self.loop
+        definition_path = ROOT / "build" / "pipeline.json"
+        if not definition_path.is_file():
+            raise RuntimeError("build/pipeline.json is missing: run `make pipeline` (make demo does it)")
+        definition = definition_path.read_text(encoding="utf-8")
+        result = upsert_pipeline(
+            definition,
+            loop.output("TrainingPipelineName"),
+            loop.output("TrainingPipelineRoleArn"),
+            loop.client("sagemaker"),
+        )
+        uploaded = upload_step_code(loop.stack, json.loads(definition), ROOT / "pipelines" / "steps")
+        self.note("pipeline", "upsert build/pipeline.json", f"{result.action}, {len(uploaded)} code objects")
+        executor = PipelineExecutor(loop.stack, loop.emitter, loop.runner, ROOT / "pipelines" / "steps")
+        executor.on_step = lambda arn, step: self.note(
+            "pipeline step", f"{step.name} ({step.type})", f"{step.status} in {step.seconds:.1f}s"
+        )
+        self.executor = executor
+        self.watcher = EndpointWatcher(loop.stack, loop.emitter)
+        loop.extra_workers += [executor.run_pending, self.watcher]
+        registry.on_package_change(
+            lambda account, region, package: loop.emitter.publish(loop.emitter.model_package_state_change(package))
+        )
+        loop.dispatcher.on_invocation = self.echo_decisions
+        self.hosting = LocalHosting(region=loop.stack.region, fallback_code_dir=ROOT / "pipelines" / "steps")
+        runtime.set_model_server(self.hosting)
+
+    def echo_decisions(self, _: object = None) -> None:
+        """Print the decisions the handlers recorded since the last call (the live timeline)."""
+        from closedloop.ledger import Ledger
+
+        ledger = Ledger(self.loop.output("LedgerTableName"), self.loop.client("dynamodb"))
+        since = getattr(self, "_echoed_until", datetime.now(UTC) - timedelta(minutes=5))
+        for decision in ledger.decisions_since(since):
+            if decision.decision_id in self._echoed:
+                continue
+            self._echoed.add(decision.decision_id)
+            subject = (
+                decision.business_key.rsplit("/", 2)[-2:]
+                if decision.business_key.startswith("arn:")
+                else [decision.business_key]
+            )
+            why = f" ({decision.reason[:90]})" if decision.reason and decision.result not in {"started", "live"} else ""
+            self.say(
+                f"[{time.perf_counter() - self.started:5.1f}s] {decision.route}: {decision.action} "
+                f"{'/'.join(subject)[:60]} → {decision.result}{why}"
+            )
+        self._echoed_until = datetime.now(UTC) - timedelta(seconds=5)
+
+    def teardown(self) -> None:
+        registry.on_package_change(None)
+        runtime.set_model_server(None)
+
+    def settle(self) -> None:
+        self.loop.settle(max_passes=200)
+
+    # -- the story ----------------------------------------------------------------------------
+
+    def upload(self) -> None:
+        s3 = self.loop.client("s3")
+        bucket = self.loop.output("DataBucketName")
+        records = list(synthetic.rows(self.scenario.rows_per_file * self.scenario.files, seed=self.scenario.seed))
+        self.seeded_pii = synthetic.pii_values(records)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        for index in range(self.scenario.files):
+            part = records[index * self.scenario.rows_per_file : (index + 1) * self.scenario.rows_per_file]
+            body = synthetic.to_csv(part) if index % 2 == 0 else synthetic.to_jsonl(part)
+            suffix = "csv" if index % 2 == 0 else "jsonl"
+            s3.put_object(Bucket=bucket, Key=f"raw/loans/{stamp}/applications-{index:03d}.{suffix}", Body=body.encode())
+        self.note(
+            "upload",
+            f"{self.scenario.files} files with PII to raw/loans/",
+            f"{len(records)} applications, {len(self.seeded_pii)} PII values",
+        )
+
+    def baseline(self) -> dict[str, Any]:
+        sm = self.loop.client("sagemaker")
+        try:
+            endpoint = sm.describe_endpoint(EndpointName=self.loop.output("EndpointName"))
+        except sm.exceptions.ClientError:
+            raise DemoFailed("no model version was deployed: see the approval gate's decision above") from None
+        config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
+        package = sm.describe_model_package(ModelPackageName=tags["closedloop:model-package"])
+        uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        document: dict[str, Any] = json.loads(self.loop.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        return document
+
+    def traffic(self, drift: synthetic.Drift, label: str, seed: int) -> None:
+        baseline = self.baseline()
+        columns = [*baseline["feature_order"], baseline["protected_attribute"]]
+        rows = list(synthetic.rows(self.scenario.requests * self.scenario.rows_per_request, seed=seed, drift=drift))
+        client = self.loop.client("sagemaker-runtime")
+        endpoint = self.loop.output("EndpointName")
+        positives = 0
+        for start in range(0, len(rows), self.scenario.rows_per_request):
+            chunk = rows[start : start + self.scenario.rows_per_request]
+            body = "\n".join(",".join(row[c] for c in columns) for row in chunk)
+            inference_id = f"demo-{label}-{uuid.uuid4().hex[:12]}"
+            response = client.invoke_endpoint(
+                EndpointName=endpoint,
+                ContentType="text/csv",
+                Accept="text/csv",
+                Body=body.encode(),
+                InferenceId=inference_id,
+            )
+            scores = [float(s) for s in response["Body"].read().decode().split()]
+            positives += sum(score >= 0.5 for score in scores)
+            self.inference_ids.append(inference_id)
+        written = self.hosting.flush()
+        self.note(
+            "traffic",
+            f"{len(rows)} {label} applications scored by the endpoint",
+            f"{positives / len(rows):.0%} approved; {written} requests captured",
+        )
+
+    def drift_check(self) -> None:
+        schedule = self.loop.stack.schedules[0]
+        invocation = self.loop.dispatcher.fire_schedule(schedule)
+        self.settle()
+        result = invocation.result or {}
+        report = result.get("report") or {}
+        bias = report.get("bias") or {}
+        figures = (
+            f"max PSI {report.get('max_feature_psi', 0):.2f}, prediction KS {report.get('prediction_ks', 0):.2f}, "
+            f"bias drift {bias.get('drift', 0):.2f}"
+            if report
+            else result.get("reason", invocation.error or "")
+        )
+        self.note(
+            "schedule",
+            "drift monitor run",
+            f"{result.get('result', 'error')}: {result.get('records', 0)} records; {figures}",
+        )
+        transitions = self.loop.alarms.evaluate(datetime.now(UTC) + timedelta(seconds=1))
+        for transition in transitions:
+            self.note("alarm", transition.alarm, f"{transition.previous} → {transition.current}")
+        self.settle()
+
+    # -- report -------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        from closedloop_ops.lineage import trace
+        from closedloop_ops.operations import audit, dlq_depths
+
+        stack = self.stack_ref()
+        decisions = audit(stack, datetime.now(UTC) - timedelta(days=1))
+        timeline = [
+            {
+                "at": d.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "route": d.route,
+                "event": d.business_key if len(d.business_key) <= 80 else "..." + d.business_key[-77:],
+                "action": d.action,
+                "result": d.result,
+            }
+            for d in decisions
+        ]
+        timeline = sorted(timeline + self.local_timeline, key=lambda e: e["at"])
+        deployed = [
+            int(d.business_key.rsplit("/", 1)[-1])
+            for d in decisions
+            if d.route == "deployment-outcome" and d.result == "live" and d.business_key.startswith("arn:")
+        ]
+        retrainings = sum(1 for d in decisions if d.route == "alarm" and d.result == "started")
+        in_dlq = sum(q.messages + q.in_flight for q in dlq_depths(stack))
+        lineage = trace(stack, inference_id=self.inference_ids[-1]) if self.inference_ids else {}
+        return {
+            "wall_seconds": round(time.perf_counter() - self.started, 1),
+            "timeline": timeline,
+            "model_versions_deployed": deployed,
+            "retrainings": retrainings,
+            "events_in_dlq": in_dlq,
+            "lineage": lineage,
+            "pipeline_executions": [
+                {
+                    "arn": r.execution_arn,
+                    "status": r.status,
+                    "model_package": r.model_package_arn,
+                    "steps": [(s.name, s.status, round(s.seconds, 2)) for s in r.steps],
+                }
+                for r in self.executor.records
+            ],
+            "deployments": [d.__dict__ for d in self.watcher.deployments],
+            "invocations": len(self.loop.dispatcher.invocations),
+            "handler_errors": [
+                {"function": i.function, "error": i.error} for i in self.loop.dispatcher.invocations if i.error
+            ],
+        }
+
+
+def run_demo(
+    out_dir: Path,
+    say: Callable[[str], None] = print,
+    scenario: Scenario | None = None,
+    inspect: Callable[[Demo], None] | None = None,
+    keep: Callable[[Demo], None] | None = None,
+) -> dict[str, Any]:
+    """Run the closed loop once; write the report under `out_dir`; return it.
+
+    `inspect` sees the finished loop before it stops (the tests read its buckets, ledger and logs);
+    `keep` is called instead of stopping (the command line's `--keep`: serve the loop until Ctrl-C).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        LocalLoop.start(stack_name="closedloop-demo", parameters=DEMO_PARAMETERS) as loop,
+        (out_dir / "handler-logs.jsonl").open("w", encoding="utf-8") as handler_logs,
+    ):
+        loop.dispatcher.log_stream = handler_logs
+        demo = Demo(loop=loop, out_dir=out_dir, say=say, scenario=scenario or Scenario())
+        demo.setup()
+        try:
+            try:
+                demo.note(
+                    "local loop",
+                    f"moto on {loop.stack.endpoint_url}",
+                    f"{len(loop.stack.resources)} resources from template.yaml",
+                )
+                demo.upload()
+                demo.settle()
+                demo.traffic(synthetic.NO_DRIFT, "baseline-like", seed=101)
+                demo.drift_check()
+                demo.traffic(synthetic.STRONG_DRIFT, "drifted", seed=202)
+                demo.drift_check()
+                demo.traffic(synthetic.STRONG_DRIFT, "post-retraining", seed=303)
+            except DemoFailed as failure:
+                say(f"the closed loop stopped: {failure}")
+                report = {**demo.report(), "failure": str(failure)}
+            else:
+                report = demo.report()
+            paths = write_report(report, out_dir)
+            say(summary(report))
+            say(
+                f"report: {paths['json']} and {paths['markdown']} (timeline picture {paths['svg']}); "
+                f"handler logs: {out_dir / 'handler-logs.jsonl'}"
+            )
+            if inspect is not None:
+                inspect(demo)
+            if keep is not None:
+                keep(demo)
+        finally:
+            demo.teardown()
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    chain = report.get("lineage", {})
+    model = chain.get("model_version", {})
+    execution = chain.get("pipeline_execution", {})
+    return "\n".join(
+        [
+            "",
+            f"closed loop done in {report['wall_seconds']} s: versions deployed {report['model_versions_deployed']}, "
+            f"retrainings {report['retrainings']}, events in dead-letter queues {report['events_in_dlq']}",
+            f"one prediction ({chain.get('inference', {}).get('inference_id')}) traced back: model version "
+            f"{model.get('version')} ← {chain.get('approval_decision', {}).get('decided_by')} ← pipeline execution "
+            f"triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) ← prepared run "
+            f"{chain.get('prepared_data', {}).get('prep_run_id')} ← "
+            f"{len(chain.get('raw_objects', []))} raw object versions",
+        ]
+    )
