@@ -154,6 +154,11 @@ class Provisioner:
             "AWS::SageMaker::ModelPackageGroup": self._model_package_group,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::Schedule": self._schedule,
+            "AWS::KMS::Key": self._kms_key,
+            "AWS::KMS::Alias": self._kms_alias,
+            "AWS::SNS::TopicPolicy": self._skip,
+            "AWS::IAM::Policy": self._iam_policy,
+            "AWS::IAM::ManagedPolicy": self._managed_policy,
         }
 
     # -- driver -----------------------------------------------------------------------------
@@ -243,6 +248,17 @@ class Provisioner:
                 for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
             ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if props.get("LoggingConfiguration", {}).get("DestinationBucketName"):
+            logging_config = props["LoggingConfiguration"]
+            s3.put_bucket_logging(
+                Bucket=name,
+                BucketLoggingStatus={
+                    "LoggingEnabled": {
+                        "TargetBucket": logging_config["DestinationBucketName"],
+                        "TargetPrefix": logging_config.get("LogFilePrefix", ""),
+                    }
+                },
+            )
         if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -519,6 +535,36 @@ class Provisioner:
         request = {k: v for k, v in props.items() if k in allowed}
         self._client("cloudwatch").put_metric_alarm(AlarmName=name, **request)
         return Created(physical_id=name, attributes={"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+
+    def _kms_key(self, logical_id: str, props: dict[str, Any]) -> Created:
+        kms = self._client("kms")
+        request: dict[str, Any] = {"Description": props.get("Description", logical_id)}
+        if props.get("KeyPolicy"):
+            request["Policy"] = json.dumps({"Version": "2012-10-17", **props["KeyPolicy"]})
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        return Created(physical_id=metadata["KeyId"], attributes={"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]})
+
+    def _kms_alias(self, logical_id: str, props: dict[str, Any]) -> Created:
+        self._client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+        return Created(physical_id=props["AliasName"])
+
+    def _iam_policy(self, logical_id: str, props: dict[str, Any]) -> Created:
+        iam = self._client("iam")
+        document = json.dumps({"Version": "2012-10-17", **props["PolicyDocument"]})
+        for role in props.get("Roles", []):
+            iam.put_role_policy(RoleName=role, PolicyName=props["PolicyName"], PolicyDocument=document)
+        return Created(physical_id=props["PolicyName"])
+
+    def _managed_policy(self, logical_id: str, props: dict[str, Any]) -> Created:
+        iam = self._client("iam")
+        name = props.get("ManagedPolicyName") or self._name(logical_id, 128)
+        document = json.dumps({"Version": "2012-10-17", **props["PolicyDocument"]})
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=document)["Policy"]["Arn"]
+        for role in props.get("Roles", []):
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+        return Created(physical_id=arn)
 
     def _schedule(self, logical_id: str, props: dict[str, Any]) -> Created:
         name = props.get("Name") or self._name(logical_id, 64)
