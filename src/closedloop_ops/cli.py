@@ -255,7 +255,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not (ROOT / "build" / "pipeline.json").is_file():
         raise CliError("build/pipeline.json is missing: run `make pipeline` first (`make demo` does)")
-    report = run_demo(Path(args.out), say=lambda line: print(line, flush=True), keep=keep if args.keep else None)
+    report = run_demo(
+        Path(args.out),
+        say=lambda line: print(line, flush=True),
+        keep=keep if args.keep else None,
+        chaos_seed=args.chaos,
+    )
     ok = len(report["model_versions_deployed"]) >= 2 and report["retrainings"] == 1 and report["events_in_dlq"] == 0
     return 0 if ok else 1
 
@@ -292,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole closed loop locally and write a report")
     demo.add_argument("--out", default=str(ROOT / "build" / "demo"), help="where report.json and report.md go")
     demo.add_argument("--keep", action="store_true", help="keep the local loop up afterwards (for the other commands)")
+    demo.add_argument(
+        "--chaos", type=int, metavar="SEED", help="the bad day: duplicates, reordering, throttling, crashes"
+    )
     demo.set_defaults(func=cmd_demo)
 
     local = commands.add_parser("local", help="run the local loop (moto on loopback, provisioned from template.yaml)")

@@ -60,6 +60,7 @@ class Demo:
     inference_ids: list[str] = field(default_factory=list)
     seeded_pii: set[str] = field(default_factory=set)
     _echoed: set[str] = field(default_factory=set)
+    chaos_context: Any = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -207,8 +208,8 @@ class Demo:
         report = result.get("report") or {}
         bias = report.get("bias") or {}
         figures = (
-            f"max PSI {report.get('max_feature_psi', 0):.2f}, prediction KS {report.get('prediction_ks', 0):.2f}, "
-            f"bias drift {bias.get('drift', 0):.2f}"
+            f"max PSI {report.get('max_feature_psi') or 0:.2f}, prediction KS {report.get('prediction_ks') or 0:.2f}, "
+            f"bias drift {bias.get('drift') or 0:.2f}"
             if report
             else result.get("reason", invocation.error or "")
         )
@@ -223,6 +224,57 @@ class Demo:
         self.settle()
 
     # -- report -------------------------------------------------------------------------------
+
+    def retrainings(self) -> int:
+        """Pipeline executions an alarm started (what happened, not what was written down)."""
+        sm = self.loop.client("sagemaker")
+        pipeline = self.loop.output("TrainingPipelineName")
+        count = 0
+        for summary in sm.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]:
+            parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=summary["PipelineExecutionArn"])
+            if {"Name": "TriggerKind", "Value": "alarm"} in parameters["PipelineParameters"]:
+                count += 1
+        return count
+
+    def dead_letters(self) -> list[dict[str, str]]:
+        from closedloop_ops.operations import dead_letter_queues, peek
+
+        stack = self.stack_ref()
+        return [
+            {
+                "queue": letter.queue,
+                "kind": letter.kind,
+                "event": f"{letter.event_source} / {letter.detail_type}",
+                "reason": letter.reason,
+            }
+            for queue in dead_letter_queues(stack)
+            for letter in peek(stack, queue, 50)
+        ]
+
+    def side_effects(self) -> dict[str, int]:
+        """Count every side effect the loop made (duplicates would show here)."""
+        sm = self.loop.client("sagemaker")
+        pipeline = self.loop.output("TrainingPipelineName")
+        jobs = [
+            j
+            for j in sm.list_processing_jobs()["ProcessingJobSummaries"]
+            if j["ProcessingJobName"].startswith("closedloop-prep-")
+        ]
+        return {
+            "preparation_jobs": len(jobs),
+            "pipeline_executions": len(
+                sm.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]
+            ),
+            "model_versions": len(
+                sm.list_model_packages(ModelPackageGroupName=self.loop.output("ModelPackageGroupName"))[
+                    "ModelPackageSummaryList"
+                ]
+            ),
+            "models": len(sm.list_models()["Models"]),
+            "endpoint_configs": len(sm.list_endpoint_configs()["EndpointConfigs"]),
+            "endpoints_created": sum(d.outcome == "created" for d in self.watcher.deployments),
+            "endpoint_updates": sum(d.outcome in {"updated", "rolled-back"} for d in self.watcher.deployments),
+        }
 
     def report(self) -> dict[str, Any]:
         from closedloop_ops.lineage import trace
@@ -246,7 +298,7 @@ class Demo:
             for d in decisions
             if d.route == "deployment-outcome" and d.result == "live" and d.business_key.startswith("arn:")
         ]
-        retrainings = sum(1 for d in decisions if d.route == "alarm" and d.result == "started")
+        retrainings = self.retrainings()
         in_dlq = sum(q.messages + q.in_flight for q in dlq_depths(stack))
         lineage = trace(stack, inference_id=self.inference_ids[-1]) if self.inference_ids else {}
         return {
@@ -255,6 +307,7 @@ class Demo:
             "model_versions_deployed": deployed,
             "retrainings": retrainings,
             "events_in_dlq": in_dlq,
+            "dead_letters": self.dead_letters() if in_dlq else [],
             "lineage": lineage,
             "pipeline_executions": [
                 {
@@ -279,6 +332,7 @@ def run_demo(
     scenario: Scenario | None = None,
     inspect: Callable[[Demo], None] | None = None,
     keep: Callable[[Demo], None] | None = None,
+    chaos_seed: int | None = None,
 ) -> dict[str, Any]:
     """Run the closed loop once; write the report under `out_dir`; return it.
 
@@ -293,6 +347,17 @@ def run_demo(
         loop.dispatcher.log_stream = handler_logs
         demo = Demo(loop=loop, out_dir=out_dir, say=say, scenario=scenario or Scenario())
         demo.setup()
+        chaos = None
+        if chaos_seed is not None:
+            from closedloop_ops.local.chaos import Chaos
+
+            chaos = Chaos(seed=chaos_seed)
+            loop.dispatcher.chaos = chaos
+            demo.chaos_context = chaos.installed()
+            demo.chaos_context.__enter__()
+            demo.note(
+                "chaos", f"seed {chaos_seed}", "duplicates 1-3x, shuffled batches, 10% throttling, one crash per route"
+            )
         try:
             try:
                 demo.note(
@@ -312,6 +377,14 @@ def run_demo(
                 report = {**demo.report(), "failure": str(failure)}
             else:
                 report = demo.report()
+            if chaos is not None:
+                demo.chaos_context.__exit__(None, None, None)
+                report["chaos"] = {
+                    "seed": chaos.seed,
+                    **dict(chaos.stats),
+                    "crashed_routes": sorted(chaos.crashed_routes),
+                    "side_effects": demo.side_effects(),
+                }
             paths = write_report(report, out_dir)
             say(summary(report))
             say(

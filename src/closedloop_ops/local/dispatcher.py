@@ -123,6 +123,7 @@ class Dispatcher:
     base_environment: dict[str, str]
     on_invocation: Callable[[Invocation], None] | None = None
     log_stream: Any = None  # where the handlers' stdout (structured logs, EMF metrics) goes; None: stdout
+    chaos: Any = None  # a closedloop_ops.local.chaos.Chaos, for the bad-day scenario
     runtimes: dict[str, FunctionRuntime] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
 
@@ -250,6 +251,8 @@ class Dispatcher:
             if not batch:
                 break
             messages.extend(batch)
+        if self.chaos is not None and messages:
+            messages = self.chaos.on_receive(sqs, queue_url, messages)
         return messages
 
     def _deliver_sqs_batch(
@@ -325,7 +328,7 @@ class Dispatcher:
         error: str | None = None
         result: Any = None
         try:
-            with self._output():
+            with self._output(), self.chaos.handler_running() if self.chaos else contextlib.nullcontext():
                 result = runtime.invoke(event)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -359,7 +362,16 @@ class Dispatcher:
                     "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
                 ),
             },
-            "messageAttributes": message.get("MessageAttributes", {}),
+            "messageAttributes": {  # Lambda's event spells them in camelCase, with the list fields
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "binaryValue": value.get("BinaryValue"),
+                    "stringListValues": value.get("StringListValues", []),
+                    "binaryListValues": value.get("BinaryListValues", []),
+                    "dataType": value.get("DataType", "String"),
+                }
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
             "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
             "eventSource": "aws:sqs",
             "eventSourceARN": queue_arn,

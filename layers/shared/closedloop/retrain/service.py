@@ -238,6 +238,11 @@ class AlarmRetraining:
                 f"state went {trigger.previous_state or 'unknown'} -> {trigger.state}; "
                 "only a transition into ALARM starts a retraining",
             )
+        cooldown = self._ledger.get_state(ledger_keys.cooldown(target.model_group)) or {}
+        if cooldown.get("trigger") == trigger.business_key and cooldown.get("execution_arn"):
+            # This very alarm state started the running execution; the attempt that did so died
+            # before writing it down. Record the start now instead of calling it a suppression.
+            return self._record_own_start(trigger, target, cooldown)
         until = self._cooldown_until(target.model_group)
         if until is not None and until > now:
             return self._suppress(
@@ -275,7 +280,12 @@ class AlarmRetraining:
         until = now + timedelta(seconds=self._settings.retrain_cooldown_s)
         self._ledger.put_state(
             ledger_keys.cooldown(target.model_group),
-            {"until": until.isoformat(), "reason": trigger.alarm_name, "execution_arn": execution_arn},
+            {
+                "until": until.isoformat(),
+                "reason": trigger.alarm_name,
+                "execution_arn": execution_arn,
+                "trigger": trigger.business_key,
+            },
         )
         reason = next(p["Value"] for p in request["PipelineParameters"] if p["Name"] == "TriggerReason")
         self._record(
@@ -301,6 +311,33 @@ class AlarmRetraining:
             pipeline_name=target.pipeline_name,
             execution_arn=execution_arn,
             found_existing=found_existing,
+            cooldown_until=until,
+        )
+
+    def _record_own_start(
+        self, trigger: AlarmTrigger, target: RetrainTarget, cooldown: dict[str, Any]
+    ) -> RetrainOutcome:
+        until = datetime.fromisoformat(cooldown["until"])
+        self._record(
+            trigger,
+            target,
+            "started",
+            "recorded on retry: an earlier attempt started the execution and stopped before writing it down",
+            {
+                "execution_arn": cooldown["execution_arn"],
+                "pipeline": target.pipeline_name,
+                "cooldown_until": cooldown["until"],
+                "matched_by": target.matched_by,
+            },
+        )
+        return RetrainOutcome(
+            alarm_name=trigger.alarm_name,
+            state_timestamp=trigger.state_timestamp,
+            result="started",
+            model_group=target.model_group,
+            pipeline_name=target.pipeline_name,
+            execution_arn=cooldown["execution_arn"],
+            found_existing=True,
             cooldown_until=until,
         )
 

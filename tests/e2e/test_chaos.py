@@ -1,0 +1,72 @@
+"""The bad day as a test: `closedloop demo --chaos SEED` ends where the clean run ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from closedloop_ops.local.demo import Demo, run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 7
+CLEAN_SIDE_EFFECTS = {
+    "preparation_jobs": 1,
+    "pipeline_executions": 2,  # the upload's training and the drift alarm's retraining
+    "model_versions": 2,
+    "models": 2,
+    "endpoint_configs": 2,
+    "endpoints_created": 1,
+    "endpoint_updates": 1,
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chaos_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not (ROOT / "build" / "pipeline.json").is_file():
+        pytest.fail("build/pipeline.json is missing: run `make pipeline` (make test does it first)")
+    seen: dict[str, Any] = {}
+
+    def inspect(demo: Demo) -> None:
+        seen["errors"] = [i for i in demo.loop.dispatcher.invocations if i.error]
+
+    seen["report"] = run_demo(tmp_path_factory.mktemp("chaos"), say=lambda _: None, inspect=inspect, chaos_seed=SEED)
+    return seen
+
+
+def test_the_bad_day_ends_in_the_clean_runs_final_state(chaos_run: dict[str, Any]) -> None:
+    report = chaos_run["report"]
+    assert "failure" not in report, report.get("failure")
+    assert report["model_versions_deployed"] == [1, 2]
+    assert report["retrainings"] == 1
+    assert report["lineage"]["model_version"]["version"] == 2
+
+
+def test_chaos_really_happened(chaos_run: dict[str, Any]) -> None:
+    chaos = chaos_run["report"]["chaos"]
+    assert chaos["duplicates"] >= chaos["events"] // 2
+    assert chaos["throttles"] > 0
+    # one crash between side effect and ledger write in every route
+    assert set(chaos["crashed_routes"]) == {
+        "data-arrival",
+        "data-prepared",
+        "pipeline-finished",
+        "model-approval",
+        "deployment-outcome",
+        "alarm",
+        "drift-monitor",
+    }
+    assert any("ChaosCrash" in (i.error or "") for i in chaos_run["errors"])
+
+
+def test_no_side_effect_happened_twice(chaos_run: dict[str, Any]) -> None:
+    assert chaos_run["report"]["chaos"]["side_effects"] == CLEAN_SIDE_EFFECTS
+
+
+def test_every_event_that_could_not_be_handled_is_in_a_dlq_with_its_reason(chaos_run: dict[str, Any]) -> None:
+    report = chaos_run["report"]
+    assert len(report["dead_letters"]) == report["events_in_dlq"]
+    assert all(letter["reason"] for letter in report["dead_letters"])
