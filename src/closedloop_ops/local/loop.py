@@ -66,6 +66,15 @@ class LocalLoop:
         server.start()
         try:
             host, port = server.get_host_and_port()
+            # moto's backends live in this process: start from an empty account, whatever ran before
+            import urllib.request
+
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
+            ).close()
+            from closedloop_ops.moto_ext import jobs as moto_jobs
+
+            moto_jobs.install()  # a reset also forgets the job-run transitions
             template = load_template(root / "template.yaml", region=region)
             stack = Provisioner(
                 template,
