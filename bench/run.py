@@ -19,6 +19,7 @@ Figures (target in brackets):
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -212,6 +213,309 @@ def burst_coalescing(uploads: int) -> Figure:
     )
 
 
+# -- the local loop: demo wall time and recorded invocations for the warm overhead -----------------
+
+
+def _run_demo(record: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One demo run; with `record`, each function's first successful invocation and its AWS calls."""
+    import tempfile
+    import threading
+
+    import botocore.client
+    from botocore.response import StreamingBody
+
+    from closedloop_ops.local import dispatcher as dispatcher_module
+    from closedloop_ops.local.demo import run_demo
+
+    recordings: dict[str, Any] = {}
+    current = threading.local()
+    original_call = botocore.client.BaseClient._make_api_call
+    original_invoke = dispatcher_module.FunctionRuntime.invoke
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls = getattr(current, "calls", None)
+        try:
+            response = original_call(client, operation, params)
+        except Exception as exc:
+            if calls is not None:
+                calls.append((client.meta.service_model.service_name, operation, params, exc))
+            raise
+        if calls is not None:
+            body = response.get("Body") if isinstance(response, dict) else None
+            recorded = response
+            if isinstance(body, StreamingBody):  # keep the bytes: a stream can be read once
+                data = body.read()
+                response["Body"] = StreamingBody(io.BytesIO(data), len(data))
+                recorded = {**response, "Body": _Replayable(data)}
+            calls.append((client.meta.service_model.service_name, operation, params, recorded))
+        return response
+
+    def invoke(runtime: Any, event: dict[str, Any]) -> Any:
+        current.calls = []
+        try:
+            result = original_invoke(runtime, event)
+        finally:
+            calls, current.calls = current.calls, None
+        name = runtime.function.code_dir.name
+        if (
+            record
+            and len(recordings.setdefault(name, [])) < 10
+            and not (isinstance(result, dict) and result.get("batchItemFailures"))
+        ):
+            recordings[name].append({"runtime": runtime, "event": event, "calls": calls})
+        return result
+
+    if record:
+        botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+        dispatcher_module.FunctionRuntime.invoke = invoke  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            report = run_demo(Path(out), say=lambda _: None)
+            report["bench_wall_s"] = time.perf_counter() - started
+    finally:
+        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
+        dispatcher_module.FunctionRuntime.invoke = original_invoke  # type: ignore[method-assign]
+    return report, recordings
+
+
+class _Replayable:
+    """A recorded response body, handed out as a fresh stream on every replay."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _call_key(service: str, operation: str, params: dict[str, Any]) -> tuple[str, ...]:
+    """Which recorded answer a call gets: same operation on the same table / item kind / resource."""
+    item = params.get("Item") or params.get("Key") or {}
+    pk = str(item.get("pk", item.get("id", {})).get("S", "")) if isinstance(item, dict) else ""
+    kind = pk.split("#", 1)[0] if "#" in pk else ("idempotency" if "id" in item else "")
+    return (service, operation, str(params.get("TableName", "")), kind)
+
+
+def warm_overhead(recordings: dict[str, Any], invocations: int) -> list[Figure]:
+    """Replay each function's recorded invocation with its AWS calls answered from the recording."""
+    figures = []
+    for name, candidates in sorted(recordings.items()):
+        figure = None
+        for recording in candidates:  # the first recorded invocation whose replay is faithful
+            figure = _replay(name, recording, invocations)
+            if figure.detail["replay_errors"] == 0:
+                break
+        if figure is not None:
+            figures.append(figure)
+    return figures
+
+
+def _replay(name: str, recording: dict[str, Any], invocations: int) -> Figure:
+    import botocore.client
+    from botocore.response import StreamingBody
+
+    from closedloop_ops.local.dispatcher import LambdaContext, environment
+
+    original_call = botocore.client.BaseClient._make_api_call
+    runtime = recording["runtime"]
+    answers: dict[tuple[str, ...], list[Any]] = {}
+    for service, operation, params, response in recording["calls"]:
+        answers.setdefault(_call_key(service, operation, params), []).append(response)
+    cursor: dict[tuple[str, ...], int] = {}
+
+    def stub(client: Any, operation: str, params: dict[str, Any], answers: Any = answers, cursor: Any = cursor) -> Any:
+        key = _call_key(client.meta.service_model.service_name, operation, params)
+        recorded = answers.get(key)
+        if not recorded:
+            raise RuntimeError(f"no recorded answer for {key}")
+        index = cursor.get(key, 0)
+        cursor[key] = index + 1
+        answer = recorded[index % len(recorded)]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, dict) and isinstance(answer.get("Body"), _Replayable):
+            data = answer["Body"].data
+            return {**answer, "Body": StreamingBody(io.BytesIO(data), len(data))}
+        return answer
+
+    botocore.client.BaseClient._make_api_call = stub  # type: ignore[method-assign]
+    timings = []
+    errors = 0
+    first_error = ""
+    import contextlib
+
+    from closedloop import observability
+    from closedloop_ops.local.dispatcher import point_logger
+
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below; the handlers' logs are not measured output
+    previous = point_logger(observability, devnull)
+    try:
+        with environment(runtime.environment), contextlib.redirect_stdout(devnull):
+            for _ in range(invocations):
+                cursor.clear()
+                started = time.perf_counter()
+                try:
+                    runtime.handler(recording["event"], LambdaContext(runtime.function))
+                except Exception as exc:  # a replay may diverge from its recording: counted, shown
+                    errors += 1
+                    chain, link = [], exc
+                    while link is not None and len(chain) < 6:
+                        chain.append(f"{type(link).__name__}: {link}"[:200])
+                        link = link.__cause__ or link.__context__
+                    first_error = first_error or " <- ".join(chain)
+                timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
+        point_logger(observability, previous)
+        devnull.close()
+    value = median(timings)
+    return Figure(
+        name=f"warm_overhead_ms[{name}]",
+        value=value,
+        target="median ≤ 5 ms",
+        anchor="our code only: every AWS call answered from a recording of the same invocation",
+        met=value <= 5 and errors == 0,
+        detail={
+            "invocations": invocations,
+            "aws_calls_per_event": len(recording["calls"]),
+            "p90_ms": round(sorted(timings)[int(len(timings) * 0.9)], 2),
+            "replay_errors": errors,
+            **({"first_replay_error": first_error} if first_error else {}),
+        },
+    )
+
+
+def demo_and_overhead(smoke: bool) -> list[Figure]:
+    report, recordings = _run_demo(record=True)
+    walls = [report["bench_wall_s"]]
+    if not smoke:
+        walls += [_run_demo(record=False)[0]["bench_wall_s"] for _ in range(2)]
+    figures = warm_overhead(recordings, 20 if smoke else 1000)
+    wall = round(statistics.median(walls), 1)
+    figures.append(
+        Figure(
+            name="demo_wall_s",
+            value=wall,
+            target="≤ 60 s",
+            anchor="upload → deploy → drift → retrain → redeploy on the local loop",
+            met=wall <= 60 and report["retrainings"] == 1 and len(report["model_versions_deployed"]) == 2,
+            detail={
+                "runs": [round(w, 1) for w in walls],
+                "versions": report["model_versions_deployed"],
+                "retrainings": report["retrainings"],
+            },
+        )
+    )
+    return figures
+
+
+# -- drift throughput and retraining storms ----------------------------------------------------------
+
+
+def drift_throughput(smoke: bool) -> list[Figure]:
+    import drift_throughput as drift  # bench/drift_throughput.py
+
+    records = 1_000 if smoke else 100_000
+    figures = drift.measure(records=records, runs=1 if smoke else 5, per_file=100 if smoke else 1000)
+    service = figures["service"]
+    return [
+        Figure(
+            name="drift_records_per_s",
+            value=service["median_records_per_s"],
+            target="≥ 10,000 records/s, bounded memory",
+            anchor="the drift monitor's scheduled run on moto over SageMaker data-capture files",
+            met=service["median_records_per_s"] >= 10_000,
+            detail={
+                "records": records,
+                "median_seconds": service["median_seconds"],
+                "peak_rss_mb": service["peak_rss_mb"],
+                "growth_mb": service["median_growth_mb"],
+                "reader_only_records_per_s": figures["reader"]["median_records_per_s"],
+                "capture_mb": figures["capture_mb"],
+            },
+        )
+    ]
+
+
+def retrain_storm(alarms: int) -> Figure:
+    import copy
+    import threading
+    import uuid
+    from datetime import timedelta
+
+    import boto3
+    from moto import mock_aws
+
+    from closedloop import aws, ledger_keys
+    from closedloop.ledger import Ledger
+    from closedloop.settings import load_settings
+    from closedloop_ops import moto_ext
+    from support.events import load_event
+    from support.handlers import FakeLambdaContext, load_handler
+    from support.stack import ACCOUNT, REGION, provision, stack_env
+
+    moto_ext.install()
+    env = stack_env()
+    os.environ.update(env)
+    with mock_aws():
+        aws.reset_clients()
+        load_settings.cache_clear()
+        stack = provision(env)
+        settings = stack.settings
+        boto3.client("sagemaker").create_pipeline(
+            PipelineName=settings.pipeline_name,
+            PipelineDefinition=json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []}),
+            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/closedloop-pipeline",
+        )
+        Ledger(settings.ledger_table, boto3.client("dynamodb")).put_state(
+            ledger_keys.latest_prepared(settings.model_package_group),
+            {
+                "prepared_manifest_uri": "s3://b/prepared/loans/r/manifest.json",
+                "data_uri": "s3://b/prepared/loans/r/data.csv",
+                "prep_run_id": "r",
+                "dataset": "loans",
+                "code_version": "sha256:0",
+            },
+        )
+        handler = load_handler("start_retraining")
+        now = datetime.now(UTC)
+        events = []
+        for index in range(alarms):
+            event = copy.deepcopy(load_event("alarm_state_change"))
+            at = now + timedelta(milliseconds=index)
+            event["id"], event["account"], event["region"] = str(uuid.uuid4()), ACCOUNT, REGION
+            event["detail"]["state"]["timestamp"] = (
+                at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+            )
+            events.append(event)
+        barrier = threading.Barrier(len(events))
+        errors: list[BaseException] = []
+
+        def deliver(event: dict[str, Any]) -> None:
+            barrier.wait()
+            try:
+                handler.lambda_handler(event, FakeLambdaContext())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        executions = boto3.client("sagemaker").list_pipeline_executions(PipelineName=settings.pipeline_name)[
+            "PipelineExecutionSummaries"
+        ]
+    return Figure(
+        name="retrain_storm",
+        value=len(executions),
+        target="exactly 1 pipeline execution",
+        anchor=f"{alarms} concurrent ALARM events for one model, handled in threads",
+        met=len(executions) == 1 and not errors,
+        detail={"alarms": alarms, "handler_errors": len(errors), "seconds": round(seconds, 2)},
+    )
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -245,6 +549,9 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
     "cold_init": lambda smoke: cold_init(2 if smoke else 10),
     "package": lambda smoke: package_sizes(),
     "burst": lambda smoke: [burst_coalescing(30 if smoke else 1000)],
+    "storm": lambda smoke: [retrain_storm(5 if smoke else 20)],
+    "drift": drift_throughput,
+    "demo": demo_and_overhead,
 }
 
 

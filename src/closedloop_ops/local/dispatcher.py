@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import time
@@ -46,6 +47,19 @@ class Invocation:
     records: int
     error: str | None = None
     result: Any = None
+
+
+def point_logger(observability: Any, stream: Any) -> Any:
+    """Send the shared Powertools Logger's output to `stream`; returns where it went before.
+
+    (Assigned, not `setStream`: that flushes the old stream, which may be a closed log file.)
+    """
+    handler = observability.logger.registered_handler if observability is not None else None
+    if not isinstance(handler, logging.StreamHandler) or stream is None:
+        return None
+    previous = handler.stream
+    handler.stream = stream
+    return previous
 
 
 class LambdaContext:
@@ -162,13 +176,19 @@ class Dispatcher:
         """Handlers print their logs and metrics as Lambda would (to stdout): send them to `log_stream`."""
         import warnings
 
+        # Only once a handler has built it: importing it here would build it with this process's
+        # environment instead of the function's (its metrics namespace comes from there).
+        observability = sys.modules.get("closedloop.observability")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No application metrics to publish")
-            if self.log_stream is None:
-                yield
-            else:
-                with contextlib.redirect_stdout(self.log_stream):
+            target = self.log_stream if self.log_stream is not None else sys.stdout
+            # The shared Logger keeps the stream it was built with: point it at this loop's sink.
+            previous = point_logger(observability, target)
+            try:
+                with contextlib.redirect_stdout(target):
                     yield
+            finally:
+                point_logger(observability, previous)
 
     # -- delivery ---------------------------------------------------------------------------
 
