@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
 PIPELINE_VENV := .venv-pipeline
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 # sam build needs python3.13 (the Lambda runtime) on PATH; pyenv provides it next to 3.11.
@@ -32,6 +33,13 @@ $(VENV)/.ready: requirements/dev.txt pyproject.toml
 $(SAM_VENV)/.ready: requirements/sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+# checkov in its own environment (its pins clash with the development tools'), pinned to its full closure.
+$(CHECKOV_VENV)/.ready: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements/checkov.txt
 	touch $@
 
 # The sagemaker SDK (build time only) in its own environment: it is ~1 GB and never enters a Lambda package.
@@ -74,8 +82,19 @@ template: $(VENV)/.ready $(SAM_VENV)/.ready  ## cfn-lint and sam validate --lint
 pytest: $(VENV)/.ready pipeline
 	$(BIN)/pytest -q
 
+.PHONY: workflows
+workflows: $(VENV)/.ready  ## actionlint on .github/workflows (offline)
+	$(BIN)/actionlint .github/workflows/*.yml
+
+# Offline and the same on every machine: no download from the checkov platform, no version check,
+# no personal configuration (~/.checkov.yaml, BC_API_KEY, CKV_CHECK / CKV_SKIP_CHECK) in the way.
+.PHONY: security
+security: $(CHECKOV_VENV)/.ready  ## checkov on template.yaml: zero failed checks; every skip has its reason in the template
+	env -u BC_API_KEY -u CKV_CHECK -u CKV_SKIP_CHECK HOME=$(CURDIR)/build/checkov-home CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
+		$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download --skip-results-upload
+
 .PHONY: test
-test: lint typecheck template pytest  ## everything CI runs
+test: lint typecheck template workflows security pytest  ## everything CI runs
 
 .PHONY: demo
 demo: $(VENV)/.ready build/pipeline.json  ## the whole closed loop on this machine (moto, no AWS account)

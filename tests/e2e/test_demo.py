@@ -35,9 +35,12 @@ def _everything_written(demo: Demo) -> dict[str, str]:
     ddb = loop.client("dynamodb")
     for table in (loop.output("LedgerTableName"), loop.output("IdempotencyTableName")):
         texts[table] = json.dumps(ddb.scan(TableName=table)["Items"])
-    texts["metrics"] = json.dumps(loop.client("cloudwatch").list_metrics()["Metrics"])
+    cloudwatch = loop.client("cloudwatch")
+    metrics = [m for page in cloudwatch.get_paginator("list_metrics").paginate() for m in page["Metrics"]]
+    texts["metrics"] = json.dumps(metrics)
+    texts["metric dimensions"] = json.dumps(sorted({d["Value"] for m in metrics for d in m.get("Dimensions", [])}))
     sm = loop.client("sagemaker")
-    tags = []
+    tags: list[Any] = []
     for summary in sm.list_model_packages(ModelPackageGroupName=loop.output("ModelPackageGroupName"))[
         "ModelPackageSummaryList"
     ]:
@@ -47,6 +50,12 @@ def _everything_written(demo: Demo) -> dict[str, str]:
         )
     for config in sm.list_endpoint_configs()["EndpointConfigs"]:
         tags += sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
+    for model in sm.list_models()["Models"]:
+        tags += sm.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+    for endpoint in sm.list_endpoints()["Endpoints"]:
+        tags += sm.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]
+    for alarm in cloudwatch.describe_alarms()["MetricAlarms"]:
+        tags += cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
     texts["tags"] = json.dumps(tags, default=str)
     texts["notifications"] = json.dumps(loop.emitter.published, default=str)
     return texts
@@ -114,6 +123,10 @@ def test_no_seeded_pii_value_appears_anywhere(demo_run: dict[str, Any]) -> None:
         "progress": "\n".join(demo_run["lines"]),
         "report": json.dumps(demo_run["report"], default=str),
     }
+    # the places a value could leak into are really there, with what the loop wrote
+    assert '"closedloop-endpoint"' in places["metric dimensions"] and '"income"' in places["metric dimensions"]
+    assert "closedloop:model-package" in places["tags"] and "closedloop:deployment-outcome" in places["tags"]
+    assert "closedloop:model-group" in places["tags"]
     leaks = {place: sorted(v for v in pii if v in text)[:3] for place, text in places.items()}
     assert {place: found for place, found in leaks.items() if found} == {}
 

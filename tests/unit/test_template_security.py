@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import cache
 from typing import Any
 
@@ -39,13 +41,18 @@ def template() -> Template:
 
 
 def statements() -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM statement: roles' inline policies, customer managed policies, standalone policies."""
     found = []
     for logical_id, resource in template().resources.items():
+        documents: list[tuple[str, dict[str, Any]]] = []
         if resource["Type"] == "AWS::IAM::Role":
-            for policy in resource["Properties"].get("Policies", []):
-                statement = policy["PolicyDocument"]["Statement"]
-                for item in statement if isinstance(statement, list) else [statement]:
-                    found.append((f"{logical_id}/{policy['PolicyName']}", item))
+            documents = [(p["PolicyName"], p["PolicyDocument"]) for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] in {"AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"}:
+            documents = [(resource["Type"].rsplit(":", 1)[1], resource["Properties"]["PolicyDocument"])]
+        for name, document in documents:
+            statement = document["Statement"]
+            for item in statement if isinstance(statement, list) else [statement]:
+                found.append((f"{logical_id}/{name}", item))
     return found
 
 
@@ -180,3 +187,122 @@ def test_no_secret_or_key_material_in_function_environment() -> None:
                     logical_id,
                     name,
                 )
+
+
+# -- the stack's key -------------------------------------------------------------------------------
+
+STACK_KEY = {"Ref": "StackKey"}
+STACK_KEY_ARN = {"Fn::GetAtt": ["StackKey", "Arn"]}
+
+
+def of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template().resources.items() if v["Type"] == kind}
+
+
+def dead_letter_queues() -> set[str]:
+    """Queues that receive what failed: redrive targets, rule and schedule DLQs, on-failure destinations."""
+    found = set()
+    for resource in template().resources.values():
+        props = resource.get("Properties", {})
+        arns = [props.get("RedrivePolicy", {}).get("deadLetterTargetArn")]
+        arns += [t.get("DeadLetterConfig", {}).get("Arn") for t in props.get("Targets", [])]
+        target = props.get("Target", {})
+        arns += [target.get("DeadLetterConfig", {}).get("Arn") if isinstance(target, dict) else None]
+        arns += [props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")]
+        found.update(arn["Fn::GetAtt"][0] for arn in arns if isinstance(arn, dict) and "Fn::GetAtt" in arn)
+    return found
+
+
+def test_topic_tables_log_groups_secret_and_environments_use_the_stack_key() -> None:
+    encrypted = {
+        "AWS::SNS::Topic": lambda p: p.get("KmsMasterKeyId"),
+        "AWS::DynamoDB::Table": lambda p: p["SSESpecification"].get("KMSMasterKeyId"),
+        "AWS::SecretsManager::Secret": lambda p: p.get("KmsKeyId"),
+        "AWS::Logs::LogGroup": lambda p: p.get("KmsKeyId"),
+        "AWS::Lambda::Function": lambda p: p.get("KmsKeyArn"),
+    }
+    seen = 0
+    for kind, key_of in encrypted.items():
+        for logical_id, resource in of_type(kind).items():
+            assert key_of(resource["Properties"]) in (STACK_KEY, STACK_KEY_ARN), logical_id
+            seen += 1
+    assert seen >= 18  # 1 topic, 2 tables, 1 secret, 7 log groups, 7 functions
+    for logical_id, table in of_type("AWS::DynamoDB::Table").items():
+        assert table["Properties"]["SSESpecification"]["SSEType"] == "KMS", logical_id
+
+
+def test_work_queues_use_the_stack_key_and_dead_letter_queues_sqs_managed_keys() -> None:
+    # a dead-letter queue of last resort must not depend on the key whose failure may be why it is used
+    last_resort = dead_letter_queues()
+    assert last_resort == {"EventsDlq", "FunctionFailuresDlq", "DataArrivalDlq", "DeployModelDlq", "DriftScheduleDlq"}
+    for logical_id, queue in of_type("AWS::SQS::Queue").items():
+        props = queue["Properties"]
+        if logical_id in last_resort:
+            assert props.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in props, logical_id
+        else:
+            assert props.get("KmsMasterKeyId") == STACK_KEY, logical_id
+
+
+def test_the_stack_key_rotates_and_its_policy_names_no_wildcard_principal() -> None:
+    key = template().resources["StackKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    services = {}
+    for statement in key["KeyPolicy"]["Statement"]:
+        principal = statement["Principal"]
+        assert principal != "*" and "*" not in _as_list(principal.get("AWS", [])), statement["Sid"]
+        if "Service" in principal:
+            services[json.dumps(principal["Service"])] = statement
+    # a service gets only what it needs: Logs for the stack's log groups, EventBridge to send to a queue
+    assert len(services) == 2
+    for service, statement in services.items():
+        if "logs" in service:
+            assert "kms:EncryptionContext:aws:logs:arn" in statement["Condition"]["ArnLike"]
+        else:
+            assert json.loads(service) == "events.amazonaws.com"
+            assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+
+
+def test_every_role_that_uses_the_stack_key_names_it() -> None:
+    for where, statement in statements():
+        kms = [a for a in _as_list(statement.get("Action", [])) if a.startswith("kms:")]
+        if kms and statement.get("Effect") == "Allow":
+            assert statement["Resource"] == STACK_KEY_ARN, where
+
+
+def test_every_bucket_logs_its_access_to_the_access_log_bucket() -> None:
+    buckets = of_type("AWS::S3::Bucket")
+    for logical_id, bucket in buckets.items():
+        if logical_id == "AccessLogsBucket":
+            # access logs are delivered only to a bucket with S3-managed keys, and never to themselves
+            rules = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            assert rules[0]["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+            assert "LoggingConfiguration" not in bucket["Properties"]
+            continue
+        logging = bucket["Properties"]["LoggingConfiguration"]
+        assert logging["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}, logical_id
+        assert logging["LogFilePrefix"].endswith("/"), logical_id
+    prefixes = [
+        b["Properties"]["LoggingConfiguration"]["LogFilePrefix"] for k, b in buckets.items() if k != "AccessLogsBucket"
+    ]
+    assert len(prefixes) == len(set(prefixes))
+
+
+# -- no secret or personal data in the functions' environment -----------------------------------------
+
+PERSONAL_OR_SECRET = {
+    "an email address": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),
+    "a phone number": re.compile(r"\+?\d[\d \-()]{8,}\d"),
+    "an IBAN": re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b"),
+    "key material": re.compile(r"[A-Za-z0-9+/_=-]{32,}"),
+}
+
+
+def test_no_secret_or_personal_data_in_function_environments() -> None:
+    for logical_id, function in of_type("AWS::Lambda::Function").items():
+        for name, value in function["Properties"].get("Environment", {}).get("Variables", {}).items():
+            if any(word in name for word in ("SECRET", "KEY", "PASSWORD", "CREDENTIAL")):
+                # a secret is passed by reference (its ARN), never by value
+                assert name.endswith("_ARN") and isinstance(value, dict), (logical_id, name)
+            if isinstance(value, str):
+                for what, pattern in PERSONAL_OR_SECRET.items():
+                    assert not pattern.search(value), (logical_id, name, what)

@@ -17,6 +17,8 @@ from closedloop.errors import InvalidEventError
 from closedloop.events.s3 import ObjectCreatedEvent
 
 MAX_KEY_BYTES = 1024  # S3's own limit: anything longer did not come from S3
+MAX_VERSION_BYTES = 1024  # version ids (S3's limit), etags and sequencers are short opaque strings
+MAX_IDENTITY_BYTES = 2000  # the identity is part of a ledger key (DynamoDB keys: 2048 bytes)
 SUPPORTED_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -78,7 +80,8 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
 
     Raises:
         InvalidEventError: another bucket, a key outside `raw/<dataset>/`, a key with `..` or
-            control characters, an over-long key, an unsupported file type.
+            control characters, an over-long key, version id, etag or sequencer, an unsupported
+            file type.
         UnknownDatasetError: no policy is declared for the key's dataset.
     """
     detail = event.detail
@@ -111,17 +114,35 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
             dataset=dataset,
             supported=sorted(s for s, f in SUPPORTED_SUFFIXES.items() if f in policy.formats),
         )
-    return RawObject(
-        bucket=detail.bucket.name,
-        key=key,
-        dataset=dataset,
-        format=file_format,
-        size=detail.object.size,
-        etag=detail.object.etag,
-        version_id=detail.object.version_id,
-        sequencer=detail.object.sequencer,
-        event_id=event.id,
+    return _recordable(
+        RawObject(
+            bucket=detail.bucket.name,
+            key=key,
+            dataset=dataset,
+            format=file_format,
+            size=detail.object.size,
+            etag=detail.object.etag,
+            version_id=detail.object.version_id,
+            sequencer=detail.object.sequencer,
+            event_id=event.id,
+        )
     )
+
+
+def _recordable(raw: RawObject) -> RawObject:
+    """The object, if its identity fits the ledger's key: else the run it starts could never be
+    recorded as having taken it (and every redelivery would start the preparation again).
+
+    Raises:
+        InvalidEventError: a version id, etag or sequencer longer than S3 writes, or an identity
+            longer than a ledger key.
+    """
+    for name, value in (("version-id", raw.version_id), ("etag", raw.etag), ("sequencer", raw.sequencer)):
+        if value is not None and len(value.encode("utf-8")) > MAX_VERSION_BYTES:
+            raise InvalidEventError(f"object {name} is longer than S3 writes", field=name)
+    if len(raw.identity.encode("utf-8")) > MAX_IDENTITY_BYTES:
+        raise InvalidEventError("object key and version id together are longer than the ledger can record")
+    return raw
 
 
 def _format_of(name: str) -> Literal["csv", "jsonl"] | None:

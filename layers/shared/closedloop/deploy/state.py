@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -31,9 +32,13 @@ class EndpointStateStore:
     def locked(self, holder: str) -> Iterator[None]:
         """Hold the endpoint's rollout lock: one deployment decision or outcome at a time.
 
+        Every call holds it under a name of its own (`holder` and a random suffix): two deliveries
+        of the same event at once must not both get in. A holder that died frees it after the lease.
+
         Raises:
             EndpointBusyError: another handler holds it (retryable).
         """
+        holder = f"{holder}#{uuid.uuid4().hex[:12]}"
         try:
             self._ledger.acquire_lock(self.lock_name, holder, LOCK_LEASE, reason="rollout")
         except LockHeldError as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -185,8 +186,10 @@ class DriftMonitor:
         """
         endpoint = self._settings.endpoint_name
         lock = f"drift-monitor#{endpoint}"
+        # A name of its own per run: a schedule delivered twice at once (same execution id) measures once.
+        holder = f"{trigger.execution_id}#{uuid.uuid4().hex[:12]}"
         try:
-            self._ledger.acquire_lock(lock, trigger.execution_id, self._lease, reason="drift measurement")
+            self._ledger.acquire_lock(lock, holder, self._lease, reason="drift measurement")
         except LockHeldError as exc:
             result = DriftRunResult(
                 endpoint=endpoint,
@@ -198,7 +201,7 @@ class DriftMonitor:
             return self._measure(trigger, remaining_s)
         finally:
             try:
-                self._ledger.release_lock(lock, trigger.execution_id)
+                self._ledger.release_lock(lock, holder)
             except ClosedloopError as exc:  # the lease frees it anyway
                 logger.warning("drift run lock not released", error=exc.as_dict())
 

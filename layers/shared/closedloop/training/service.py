@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from closedloop import ledger_keys
-from closedloop.aws import aws_errors, is_not_found
+from closedloop.aws import aws_errors, error_code, is_not_found
 from closedloop.errors import ClosedloopError, InvalidEventError
 from closedloop.events.jobs import GlueJobStateChangeEvent, ProcessingJobStateChangeEvent
 from closedloop.idempotency import Once
@@ -214,7 +214,11 @@ class TrainingStarter:
 
     def _glue_arguments(self, job_name: str, run_id: str) -> dict[str, str]:
         try:
-            with aws_errors("glue:GetJobRun", passthrough=is_not_found):
+            # Glue says EntityNotFoundException for a run id it does not know
+            with aws_errors(
+                "glue:GetJobRun",
+                passthrough=lambda exc: is_not_found(exc) or error_code(exc) == "EntityNotFoundException",
+            ):
                 run = self._glue.get_job_run(JobName=job_name, RunId=run_id)
         except ClientError:
             raise InvalidEventError("the Glue job run does not exist") from None

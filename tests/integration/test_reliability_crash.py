@@ -1,0 +1,168 @@
+"""A handler that dies after its side effect and before its records: the retry starts nothing new.
+
+The crash is a `Crash` (a BaseException, like Lambda killing a timed-out invocation) raised right
+after the side-effect call returned from AWS, so neither the idempotency record nor the ledger
+saw the outcome. The crashed invocation ran with no time left, so its in-progress idempotency
+record has expired by the time the event comes back — as after a real timeout. The retry must
+find the job, execution or update by its deterministic name or token and start nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from closedloop import aws, ledger_keys
+from support.events import object_created, sqs_batch
+from support.faults import Crash, counting, crash_after
+from support.handlers import FakeLambdaContext, load_handler
+from support.rollout import Rollout, provision_rollout
+from support.stack import REGION, Stack
+from support.training import create_pipeline, pipeline_event, prepared_run, processing_event
+from support.worlds import (
+    alarm_event,
+    approval_status,
+    executed_version,
+    ledger,
+    pipeline_executions,
+    processing_jobs,
+    retraining_world,
+)
+
+DYING = FakeLambdaContext(remaining_ms=0)  # its in-progress record expires at once, as after a timeout
+
+
+def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+def test_data_arrival_crash_after_create_processing_job_is_healed_by_the_job_name(stack: Stack) -> None:
+    # Given a batch whose Processing job was created just before the function died
+    handler = load_handler("start_data_prep")
+    batch = sqs_batch([object_created(stack.data_bucket, "raw/loans/crash/a.csv", version_id="v-1")])
+    with crash_after(aws.sagemaker(), "CreateProcessingJob") as crash, pytest.raises(Crash):
+        handler.lambda_handler(batch, DYING)
+    assert crash.total_faults == 1
+    [job] = processing_jobs(stack)
+    records = ledger(stack)
+    assert records.consumed_objects([f"{stack.data_bucket}/raw/loans/crash/a.csv#v-1"]) == {}
+    # When SQS delivers the batch again after the visibility timeout
+    with counting(aws.sagemaker(), "CreateProcessingJob") as calls:
+        response = invoke(handler, batch)
+    # Then the job is found by its deterministic name: none created, the records completed
+    assert response == {"batchItemFailures": []}
+    assert calls.calls["CreateProcessingJob"] == 0
+    assert processing_jobs(stack) == [job]
+    run_id = job.rsplit("-", 1)[1]
+    [decision] = records.decisions_for(f"run:loans/{run_id}")
+    assert (decision.result, decision.reason) == ("started", "found already running")
+    assert records.consumed_objects([f"{stack.data_bucket}/raw/loans/crash/a.csv#v-1"])
+
+
+def test_data_arrival_crash_after_glue_start_job_run_is_healed_by_the_run_id_argument(glue_stack: Stack) -> None:
+    handler = load_handler("start_data_prep")
+    batch = sqs_batch([object_created(glue_stack.data_bucket, "raw/loans/crash/b.csv", version_id="v-1")])
+    with crash_after(aws.glue(), "StartJobRun"), pytest.raises(Crash):
+        handler.lambda_handler(batch, DYING)
+    glue = boto3.client("glue", region_name=REGION)
+    [run] = glue.get_job_runs(JobName="closedloop-prep")["JobRuns"]
+    # When the batch comes back
+    with counting(aws.glue(), "StartJobRun") as calls:
+        assert invoke(handler, batch) == {"batchItemFailures": []}
+    # Then the run is found by its --run-id argument; no second run
+    assert calls.calls["StartJobRun"] == 0
+    assert [r["Id"] for r in glue.get_job_runs(JobName="closedloop-prep")["JobRuns"]] == [run["Id"]]
+    [decision] = ledger(glue_stack).decisions_for(f"run:loans/{run['Arguments']['--run-id']}")
+    assert (decision.result, decision.details["job_run_id"]) == ("started", run["Id"])
+
+
+def test_data_prepared_crash_after_start_pipeline_execution_is_healed_by_the_client_request_token(
+    stack: Stack,
+) -> None:
+    create_pipeline()
+    handler = load_handler("start_training")
+    run = prepared_run(stack)
+    event = processing_event(run)
+    with crash_after(aws.sagemaker(), "StartPipelineExecution"), pytest.raises(Crash):
+        handler.lambda_handler(event, DYING)
+    [started] = pipeline_executions(stack)
+    records = ledger(stack)
+    assert records.decisions_for(f"run:loans/{run.run_id}") == []
+    assert records.get_state(ledger_keys.latest_prepared("closedloop-models")) is None
+    # When Lambda retries the event
+    outcome = invoke(handler, event)
+    # Then SageMaker's token dedupe answers with the execution already running; the records catch up
+    assert (outcome["result"], outcome["execution_arn"]) == ("started", started["PipelineExecutionArn"])
+    assert len(pipeline_executions(stack)) == 1
+    latest = records.get_state(ledger_keys.latest_prepared("closedloop-models"))
+    assert latest is not None and latest["prep_run_id"] == run.run_id
+    assert [d.result for d in records.decisions_for(f"run:loans/{run.run_id}")] == ["started"]
+
+
+def test_pipeline_finished_crash_after_update_model_package_reapplies_the_recorded_decision(stack: Stack) -> None:
+    create_pipeline()
+    gate = load_handler("approval_gate")
+    execution, arn = executed_version(stack)
+    event = pipeline_event(execution)
+    with crash_after(aws.sagemaker(), "UpdateModelPackage"), pytest.raises(Crash):
+        gate.lambda_handler(event, DYING)
+    assert approval_status(stack, arn) == "Approved"
+    # When Lambda retries the event
+    with counting(aws.sagemaker(), "UpdateModelPackage") as calls:
+        outcome = invoke(gate, event)
+    # Then the same decision stands: no second status change, one approval in the ledger
+    assert outcome["result"] == "approved"
+    assert calls.calls["UpdateModelPackage"] == 0
+    assert [d.result for d in ledger(stack).decisions_for(arn)] == ["approved"]
+
+
+def test_model_approval_crash_after_update_endpoint_finds_the_version_serving(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world: Rollout = provision_rollout(stack, monkeypatch)
+    v1 = world.register()
+    world.set_status(v1, "Approved")
+    world.deliver(world.event(v1))
+    world.outcome()
+    v2 = world.register()
+    world.set_status(v2, "Approved")
+    batch = sqs_batch([world.event(v2)], queue_arn=world.queue_arn)
+    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker  # the deploy function's own client
+    # When the function dies right after UpdateEndpoint
+    with crash_after(sagemaker, "UpdateEndpoint"), pytest.raises(Crash):
+        world.deploy.lambda_handler(batch, DYING)
+    assert world.serving_version() == 2
+    assert world.state()["pending_model_package_arn"] == ""  # the deployment was never recorded
+    # And SQS delivers the approval again
+    with counting(sagemaker, "UpdateEndpoint", "CreateEndpoint") as calls:
+        assert world.deploy.lambda_handler(batch, FakeLambdaContext()) == {"batchItemFailures": []}
+    # Then the endpoint's own config says the version serves already: nothing is deployed twice
+    assert sum(calls.calls.values()) == 0
+    assert world.decisions(2)[-1].result == "already_live"
+    assert len(world.endpoint_configs()) == 2
+
+
+def test_alarm_crash_after_start_pipeline_execution_binds_its_own_execution(stack: Stack) -> None:
+    retraining_world(stack)
+    handler = load_handler("start_retraining")
+    event = alarm_event(at=datetime.now(UTC))
+    with crash_after(aws.sagemaker(), "StartPipelineExecution"), pytest.raises(Crash):
+        handler.lambda_handler(event, DYING)
+    [started] = pipeline_executions(stack)
+    records = ledger(stack)
+    assert records.get_state(ledger_keys.cooldown("closedloop-models")) is None
+    # When Lambda retries the event
+    with counting(aws.sagemaker(), "StartPipelineExecution") as calls:
+        outcome = invoke(handler, event)
+    # Then the running execution is recognised as its own (display name from the token) and bound
+    assert (outcome["result"], outcome["found_existing"]) == ("started", True)
+    assert outcome["execution_arn"] == started["PipelineExecutionArn"]
+    assert calls.calls["StartPipelineExecution"] == 0
+    assert len(pipeline_executions(stack)) == 1
+    lock = records.get_lock("retrain#closedloop-models")
+    assert lock is not None and lock.execution_arn == started["PipelineExecutionArn"]
+    assert records.get_state(ledger_keys.cooldown("closedloop-models")) is not None
