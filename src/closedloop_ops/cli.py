@@ -1,14 +1,18 @@
 """`closedloop` — the operator's and compliance officer's command line.
 
 Every command prints a human-readable answer by default and JSON with `--json`. Errors are one line
-that says what to do, with a non-zero exit code and no traceback.
+that says what to do, with a non-zero exit code and no traceback (`closedloop --debug …` shows it).
+Commands that read a stack work against a deployed stack (standard AWS profile and region
+resolution, `--stack`) and against the local loop (`--local`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,22 +77,25 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> Any:
-    from closedloop_ops.stackref import STATE_FILE, aws_stack, local_stack
+    from closedloop_ops.stackref import aws_stack, local_stack
 
     if args.local or args.endpoint_url:
-        return local_stack(Path(args.state_file) if args.state_file else STATE_FILE, args.endpoint_url)
+        return local_stack(Path(args.state_file) if args.state_file else None, args.endpoint_url, args.profile)
     return aws_stack(args.stack, args.region, args.profile)
 
 
-def _stack_options(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_argument_group("which stack")
-    where.add_argument("--local", action="store_true", help="the local loop (closedloop local up / make demo)")
-    where.add_argument("--endpoint-url", help="the local loop's emulator URL (implies --local)")
+def _stack_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
+    where = parser.add_argument_group("which stack (default: the deployed stack closedloop-dev)")
+    where.add_argument(
+        "--local", action="store_true", help="the local loop (`closedloop local up`, `closedloop demo --keep`)"
+    )
+    where.add_argument("--endpoint-url", metavar="URL", help="the local loop's emulator URL (implies --local)")
     where.add_argument("--state-file", help=argparse.SUPPRESS)
-    where.add_argument("--stack", default="closedloop-dev", help="deployed stack name (default closedloop-dev)")
-    where.add_argument("--region", help="AWS region (default: your profile's)")
-    where.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    where.add_argument("--stack", default="closedloop-dev", help="deployed stack name (default: closedloop-dev)")
+    where.add_argument("--region", help="AWS region (default: AWS_REGION or your profile's)")
+    where.add_argument("--profile", help="AWS profile (default: AWS_PROFILE, else the default chain)")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text (for scripts)")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -118,7 +125,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     from closedloop_ops.operations import audit
 
-    decisions = audit(_stack(args), _parse_time(args.since), _parse_time(args.until) if args.until else None)
+    since, until = _parse_time(args.since), (_parse_time(args.until) if args.until else None)
+    decisions = audit(_stack(args), since, until)
     rows = [
         [d.at.isoformat(timespec="seconds"), d.route, d.action, d.result, d.business_key, d.reason, d.event_id]
         for d in decisions
@@ -190,6 +198,118 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0 if not result.failed else 1
 
 
+# -- status ----------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from closedloop_ops.status import format_status, stack_status
+
+    report = stack_status(_stack(args))
+    _print(args, report.model_dump(mode="json"), lambda: format_status(report))
+    return 0
+
+
+# -- approve / reject ------------------------------------------------------------------------------
+
+
+def _confirm(question: str) -> None:
+    """Ask on stderr, read the answer from stdin; anything but yes changes nothing."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if sys.stdin is None or not sys.stdin.isatty():
+        print(file=sys.stderr)  # the answer came from a pipe: end the question's line
+    if answer.strip().lower() not in {"y", "yes"}:
+        raise CliError("not confirmed: nothing was changed (answer y, or pass --yes)", code=1)
+
+
+def cmd_flip(args: argparse.Namespace) -> int:
+    from closedloop_ops import approvals
+
+    action = args.command
+    if not args.reason.strip():
+        raise CliError("--reason must say why: it is recorded in the registry next to who decided")
+    stack = _stack(args)
+    evidence = approvals.evidence(stack, args.version)
+    approvals.check_transition(evidence, action)
+    identity = approvals.caller_identity(stack)
+    approvals.approval_description(action, identity, args.reason)  # an over-long reason fails before the question
+    notes = approvals.warnings(evidence, action, identity)
+    if not args.json:
+        print(approvals.format_evidence(evidence))
+        for note in notes:
+            print(f"warning: {note}")
+    name = f"{evidence.group}/{evidence.version}"
+    if not args.yes:
+        verb = "Approve" if action == "approve" else "Reject"
+        _confirm(f"{verb} {name} as {identity}?")
+    result = approvals.flip(stack, evidence, action, args.reason, identity)
+    payload = {"evidence": evidence.model_dump(mode="json"), "warnings": notes, "result": result.__dict__}
+    _print(
+        args,
+        payload,
+        lambda: (
+            f"{result.status.lower()} {name} (was {result.previous_status}) as {identity}\n"
+            f"registry description: {result.description}\n"
+            "the rollout route decides next: follow it with `closedloop status` and "
+            f"`closedloop lineage --model-version {evidence.version}`"
+        ),
+    )
+    return 0
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from closedloop_ops.lineage import format_text, to_dot, trace
+
+    chain = trace(
+        _stack(args), inference_id=args.inference_id, endpoint=args.endpoint, model_version=args.model_version
+    )
+    if args.format == "json":
+        print(json.dumps(chain, indent=2, default=str))
+    elif args.format == "dot":
+        print(to_dot(chain))
+    else:
+        print(format_text(chain))
+    return 0
+
+
+# -- pipeline --------------------------------------------------------------------------------------
+
+
+def cmd_pipeline_upsert(args: argparse.Namespace) -> int:
+    from closedloop.errors import ClosedloopError
+    from closedloop_ops.pipeline import upsert_pipeline
+
+    path = Path(args.definition)
+    if not path.is_file():
+        raise CliError(
+            f"no pipeline definition at {path}: generate it with `pipelines/definition.py` against the stack "
+            "(docs/training.md), or `make pipeline` for the local loop"
+        )
+    stack = _stack(args)
+    definition = path.read_text(encoding="utf-8")
+    name = args.name or stack.output("TrainingPipelineName")
+    role_arn = args.role_arn or stack.output("TrainingPipelineRoleArn")
+    bucket = stack.outputs.get("ArtifactsBucketName")
+    if not stack.local and bucket and f"s3://{bucket}/" not in definition:
+        raise CliError(
+            f"{path} references nothing in the stack's artifacts bucket {bucket}: it was generated offline or for "
+            f"another stack; generate it with `pipelines/definition.py --bucket {bucket} …` (docs/training.md)"
+        )
+    try:
+        result = upsert_pipeline(definition, name, role_arn, stack.client("sagemaker"), description=args.description)
+    except ClosedloopError as exc:
+        raise CliError(f"{path}: {exc.message}") from None
+    _print(
+        args,
+        {"action": result.action, "pipeline": name, "pipeline_arn": result.pipeline_arn, "steps": result.steps},
+        lambda: f"{result.action}: pipeline {name} ({result.steps} steps) {result.pipeline_arn}",
+    )
+    return 0
+
+
 # -- the local loop --------------------------------------------------------------------------------
 
 
@@ -197,9 +317,9 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     import time
 
     from closedloop_ops.local.loop import LocalLoop
-    from closedloop_ops.stackref import STATE_FILE, write_local_state
+    from closedloop_ops.stackref import default_state_file, write_local_state
 
-    state = Path(args.state_file) if args.state_file else STATE_FILE
+    state = Path(args.state_file) if args.state_file else default_state_file()
     with LocalLoop.start(stack_name=args.stack_name) as loop:
         write_local_state(
             state,
@@ -229,12 +349,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
     from closedloop_ops.local.demo import run_demo
-    from closedloop_ops.stackref import STATE_FILE, write_local_state
+    from closedloop_ops.stackref import default_state_file, write_local_state
+
+    state_file = default_state_file()
 
     def keep(demo: Any) -> None:
         stack = demo.loop.stack
         write_local_state(
-            STATE_FILE,
+            state_file,
             name=stack.stack_name,
             region=stack.region,
             endpoint_url=stack.endpoint_url,
@@ -251,7 +373,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            STATE_FILE.unlink(missing_ok=True)
+            state_file.unlink(missing_ok=True)
 
     if not (ROOT / "build" / "pipeline.json").is_file():
         raise CliError("build/pipeline.json is missing: run `make pipeline` first (`make demo` does)")
@@ -267,34 +389,223 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- entry point ---------------------------------------------------------------------------------
 
+EPILOG = """\
+examples:
+  closedloop status --local                     where the local loop stands
+  closedloop status --stack closedloop-prod     the same for a deployed stack (AWS profile and region as usual)
+  closedloop approve 7 --reason "reviewed bias report, CR-118"
+  closedloop lineage --inference-id 3f1c… --format dot | dot -Tsvg > lineage.svg
+  closedloop dlq list
+  closedloop audit --since 2026-11-01 --format csv > decisions.csv
+
+Runbook: docs/runbook.md. Governance (approvals, lineage, audit): docs/governance.md."""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps prose paragraphs to the terminal; keeps example blocks (indented lines) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.splitlines()
+            if paragraph.startswith("examples:") or any(line.startswith("  ") for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(
+                    textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n\n".join(paragraphs)
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=_HelpFormatter,
+    )
+    return parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="closedloop", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="closedloop",
+        description="The operator's and compliance officer's command line for a closedloop stack: what is live, "
+        "who approved it, where a prediction came from, what failed and what automation decided.",
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_status, _add_flips, _add_lineage, _add_dlq, _add_audit, _add_pipeline, _add_route, _add_local):
+        add(commands)
+    return parser
 
-    route = commands.add_parser("route", help="which rules and handlers of template.yaml an event reaches")
-    route.add_argument("event", help="an EventBridge event as JSON (e.g. events/s3_object_created.json)")
-    route.add_argument("--template", default=str(ROOT / "template.yaml"))
-    route.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
-    route.add_argument("--json", action="store_true")
-    route.set_defaults(func=cmd_route)
 
-    audit_cmd = commands.add_parser("audit", help="the ledger's automated decisions (the compliance report)")
-    audit_cmd.add_argument("--since", required=True, help="date or time (UTC unless given), e.g. 2026-11-27")
-    audit_cmd.add_argument("--until", help="end (exclusive); default now")
-    audit_cmd.add_argument("--format", choices=["table", "csv"], default="table")
-    _stack_options(audit_cmd)
-    audit_cmd.set_defaults(func=cmd_audit)
+def _add_status(commands: Any) -> None:
+    status = _command(
+        commands,
+        "status",
+        "per model group: live version, rollout, last retraining, lock, cooldown, pending approvals, DLQs",
+        "Where the loop stands, per model group: the live version and its endpoint, a rollout in progress, the "
+        "last training run and what triggered it, the retraining lock and cooldown, the versions waiting for an "
+        "approver, and how many events sit in each dead-letter queue.",
+        "examples:\n  closedloop status --local\n"
+        "  closedloop status --stack closedloop-prod --json | jq '.groups[0].live'",
+    )
+    _stack_options(status)
+    status.set_defaults(func=cmd_status)
 
-    dlq = commands.add_parser("dlq", help="dead letters: list queues, show why, redrive safely")
-    dlq.add_argument("action", choices=["list", "show", "redrive"])
-    dlq.add_argument("queue", nargs="?", help="queue name as `dlq list` shows it")
-    dlq.add_argument("--max", type=int, default=10, help="at most this many messages")
+
+def _add_flips(commands: Any) -> None:
+    for action, summary, allowed, effect in (
+        (
+            "approve",
+            "approve a pending model version (the compliance officer's flip), with a reason",
+            "a PendingManualApproval version",
+            "In manual approval mode the rollout deploys it if you are on the approver allow-list "
+            "(`Approvers`); anyone else's approval is refused, recorded and notified.",
+        ),
+        (
+            "reject",
+            "reject an approved or pending model version, with a reason",
+            "an Approved or PendingManualApproval version",
+            "Rejecting the live version rolls the endpoint back to the previous approved version when you are "
+            "an approver (or the approval gate).",
+        ),
+    ):
+        flip = _command(
+            commands,
+            action,
+            summary,
+            f"Set {allowed} to {'Approved' if action == 'approve' else 'Rejected'} in the Model Registry with your "
+            "own AWS identity. The evidence is printed first (evaluation metrics, bias figures, PII report, the "
+            "approval gate's recorded decision) and you are asked to confirm. The registry's ApprovalDescription "
+            f"records who and why. {effect}",
+            f'examples:\n  closedloop {action} 7 --reason "reviewed the bias report with legal, CR-118"\n'
+            f'  closedloop {action} 7 --reason "…" --yes --profile compliance-officer',
+        )
+        flip.add_argument("version", help="the version number in the stack's model group (or its ARN)")
+        flip.add_argument("--reason", required=True, help="why (mandatory; recorded in the registry)")
+        flip.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _stack_options(flip)
+        flip.set_defaults(func=cmd_flip)
+
+
+def _add_lineage(commands: Any) -> None:
+    lineage = _command(
+        commands,
+        "lineage",
+        "trace a prediction, an endpoint or a model version back to its data, code and approval",
+        "The chain inference → endpoint config → model version → approval decision (who or which policy, when, "
+        "why) → pipeline execution and its trigger (upload or alarm) → prepared-data manifest → raw object "
+        "versions → code version. Without a starting point: what the stack's endpoint serves now.",
+        "examples:\n  closedloop lineage --inference-id demo-post-retraining-043734b7eabc --local\n"
+        "  closedloop lineage --model-version 7 --format json\n"
+        "  closedloop lineage --endpoint closedloop-endpoint --format dot | dot -Tsvg > lineage.svg",
+    )
+    start = lineage.add_mutually_exclusive_group()
+    start.add_argument(
+        "--inference-id", metavar="ID", help="the InferenceId a caller passed to InvokeEndpoint (from data capture)"
+    )
+    start.add_argument("--endpoint", metavar="NAME", help="an endpoint: the version it serves now")
+    start.add_argument(
+        "--model-version", metavar="VERSION", help="a version number of the stack's model group (or its ARN)"
+    )
+    lineage.add_argument("--format", choices=["text", "json", "dot"], default="text", help="output (default: text)")
+    _stack_options(lineage, json_output=False)
+    lineage.set_defaults(func=cmd_lineage)
+
+
+def _add_dlq(commands: Any) -> None:
+    dlq = _command(
+        commands,
+        "dlq",
+        "dead letters: list the queues, show why events failed, redrive them safely",
+        "The stack's dead-letter queues: EventsDlq, DataArrivalDlq, FunctionFailuresDlq, DeployModelDlq, "
+        "DriftScheduleDlq. `show` reads messages without removing them and says why each failed; `redrive` sends "
+        "them back where they were going — an event that was handled meanwhile is a no-op there (idempotency).",
+        "examples:\n  closedloop dlq list\n  closedloop dlq show DeployModelDlq\n"
+        "  closedloop dlq redrive DeployModelDlq --yes",
+    )
+    dlq.add_argument("action", choices=["list", "show", "redrive"], help="list queues, show messages, or redrive")
+    dlq.add_argument("queue", nargs="?", help="queue name as `dlq list` shows it (a unique prefix is enough)")
+    dlq.add_argument("--max", type=int, default=10, help="at most this many messages (default: 10)")
     dlq.add_argument("--yes", action="store_true", help="redrive without asking")
     _stack_options(dlq)
     dlq.set_defaults(func=cmd_dlq)
 
-    demo = commands.add_parser("demo", help="run the whole closed loop locally and write a report")
+
+def _add_audit(commands: Any) -> None:
+    audit_cmd = _command(
+        commands,
+        "audit",
+        "the ledger's automated decisions since a date (the compliance report), as a table or CSV",
+        "Every decision automation recorded in the ledger: what event, which route, what action, what result and "
+        "why. A person's approval is in the Model Registry (see `closedloop lineage`); the rollout's reaction to it "
+        "is here.",
+        "examples:\n  closedloop audit --since 2026-11-01\n"
+        "  closedloop audit --since 2026-11-01 --until 2026-12-01 --format csv > november.csv",
+    )
+    audit_cmd.add_argument("--since", required=True, help="date or time (UTC unless given), e.g. 2026-11-27")
+    audit_cmd.add_argument("--until", help="end, exclusive (default: now)")
+    audit_cmd.add_argument("--format", choices=["table", "csv"], default="table", help="output (default: table)")
+    _stack_options(audit_cmd)
+    audit_cmd.set_defaults(func=cmd_audit)
+
+
+def _add_pipeline(commands: Any) -> None:
+    pipeline = _command(
+        commands,
+        "pipeline",
+        "create or update the training pipeline from its definition",
+        "`upsert` creates the stack's training pipeline, or updates it when its definition or role changed "
+        "(unchanged: a no-op). Name and role default to the stack's outputs TrainingPipelineName and "
+        "TrainingPipelineRoleArn. For a deployed stack, generate the definition against the account first "
+        "(pipelines/definition.py, docs/training.md): the offline one of `make pipeline` is for the local loop.",
+        "examples:\n  closedloop pipeline upsert --stack closedloop-dev --region eu-west-1\n"
+        "  closedloop pipeline upsert --local",
+    )
+    pipeline.add_argument("action", choices=["upsert"], help="upsert: create or update")
+    pipeline.add_argument("--definition", default="build/pipeline.json", help="default: build/pipeline.json")
+    pipeline.add_argument("--name", help="pipeline name (default: the stack's TrainingPipelineName)")
+    pipeline.add_argument("--role-arn", help="execution role (default: the stack's TrainingPipelineRoleArn)")
+    pipeline.add_argument("--description", default="", help="pipeline description")
+    _stack_options(pipeline)
+    pipeline.set_defaults(func=cmd_pipeline_upsert)
+
+
+def _add_route(commands: Any) -> None:
+    route = _command(
+        commands,
+        "route",
+        "which rules and handlers of template.yaml an event reaches (offline)",
+        "Match an EventBridge event against the template's own rules (its parameter defaults, or --param "
+        "overrides) and say which handlers it reaches, with near misses. Needs no AWS account.",
+        "examples:\n  closedloop route events/s3_object_created.json\n"
+        "  closedloop route my-event.json --param RawPrefix=landing/",
+    )
+    route.add_argument("event", help="an EventBridge event as JSON (e.g. events/s3_object_created.json)")
+    route.add_argument("--template", default=str(ROOT / "template.yaml"), help="default: the project's template.yaml")
+    route.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    route.add_argument("--json", action="store_true", help="print JSON instead of text")
+    route.set_defaults(func=cmd_route)
+
+
+def _add_local(commands: Any) -> None:
+    demo = _command(
+        commands,
+        "demo",
+        "run the whole closed loop locally (no AWS account) and write a report",
+        "Upload → preparation → training → approval → rollout → drift → retraining → redeployment, on the local "
+        "loop (moto on loopback, provisioned from template.yaml, with the real handlers).",
+        "examples:\n  closedloop demo\n"
+        "  closedloop demo --keep    # then, in another terminal: closedloop status --local\n"
+        "  closedloop demo --chaos 7 # the same loop on a bad day: duplicates, reordering, throttling, crashes",
+    )
     demo.add_argument("--out", default=str(ROOT / "build" / "demo"), help="where report.json and report.md go")
     demo.add_argument("--keep", action="store_true", help="keep the local loop up afterwards (for the other commands)")
     demo.add_argument(
@@ -302,16 +613,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    local = commands.add_parser("local", help="run the local loop (moto on loopback, provisioned from template.yaml)")
-    local.add_argument("action", choices=["up"])
-    local.add_argument("--stack-name", default="closedloop-local")
-    local.add_argument("--interval", type=float, default=0.5, help="seconds between delivery passes")
+    local = _command(
+        commands,
+        "local",
+        "run the local loop (moto on loopback, provisioned from template.yaml)",
+        "`up` starts the local loop and keeps delivering events until Ctrl-C; the other commands reach it with "
+        "--local.",
+        "examples:\n  closedloop local up\n  closedloop status --local    # in another terminal",
+    )
+    local.add_argument("action", choices=["up"], help="up: start it")
+    local.add_argument("--stack-name", default="closedloop-local", help="default: closedloop-local")
+    local.add_argument("--interval", type=float, default=0.5, help="seconds between delivery passes (default: 0.5)")
     local.add_argument("--state-file", help=argparse.SUPPRESS)
     local.set_defaults(func=cmd_local_up)
-    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected AWS or closedloop error as one line with what to check."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    from closedloop.errors import ClosedloopError
+
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials: set AWS_PROFILE or run `aws configure` / `aws sso login` (or use --local)"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        where = getattr(exc, "kwargs", {}).get("endpoint_url", "AWS")
+        return f"cannot reach {where}: is the local loop (or the network) up?"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "?")
+        hint = (
+            " (your identity lacks a permission: see docs/governance.md for who needs what)"
+            if "AccessDenied" in str(error.get("Code"))
+            else ""
+        )
+        message = " ".join(str(error.get("Message")).split())
+        return f"AWS refused {operation}: {error.get('Code')}: {message}{hint}"
+    if isinstance(exc, ClosedloopError):
+        return " ".join(exc.message.split())
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
+    return f"unexpected {type(exc).__name__}: {text} (rerun with `closedloop --debug …` for the traceback)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from closedloop.errors import ClosedloopError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -321,6 +678,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `closedloop … | head`: the reader has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (BotoCoreError, ClientError, ClosedloopError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"closedloop: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -19,11 +19,22 @@ from closedloop_ops.operations import audit, decisions_for
 from closedloop_ops.stackref import StackRef
 
 
-def _s3_json(stack: StackRef, uri: str) -> dict[str, Any]:
+def _s3_json(stack: StackRef, uri: str) -> dict[str, Any] | None:
+    """A JSON document in S3, or None when it is gone, unreadable or not a JSON object."""
+    from botocore.exceptions import ClientError
+
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    document: dict[str, Any] = json.loads(body)
-    return document
+    try:
+        document = json.loads(stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value) if value else None
 
 
 def find_inference(stack: StackRef, inference_id: str, capture_bucket: str, prefix: str = "capture/") -> dict[str, Any]:
@@ -55,7 +66,10 @@ def find_inference(stack: StackRef, inference_id: str, capture_bucket: str, pref
                         "variant": parts[1] if len(parts) > 1 else "",
                         "capture_file": f"s3://{capture_bucket}/{obj['Key']}",
                     }
-    raise CliError(f"no captured inference with id {inference_id!r} (is data capture on, and the id right?)")
+    raise CliError(
+        f"no captured inference with id {inference_id!r} in s3://{capture_bucket}/{prefix} (the id is the "
+        "InferenceId the caller passed to InvokeEndpoint; is data capture on?)"
+    )
 
 
 def _serving_at(stack: StackRef, at: datetime) -> dict[str, Any]:
@@ -73,15 +87,6 @@ def _serving_at(stack: StackRef, at: datetime) -> dict[str, Any]:
         "endpoint_config": last.details.get("endpoint_config"),
         "live_since": last.at.isoformat(),
     }
-
-
-def _resolve_version(stack: StackRef, group: str, model_version: str) -> str:
-    if model_version.startswith("arn:"):
-        return model_version
-    sm = stack.client("sagemaker")
-    described = sm.describe_model_package_group(ModelPackageGroupName=group)
-    base = described["ModelPackageGroupArn"].replace(":model-package-group/", ":model-package/")
-    return f"{base}/{int(model_version)}"
 
 
 def trace(
@@ -111,7 +116,10 @@ def trace(
         try:
             described = sm.describe_endpoint(EndpointName=name)
         except sm.exceptions.ClientError:
-            raise CliError(f"no endpoint {name!r} in stack {stack.name}") from None
+            raise CliError(
+                f"no endpoint {name!r} in stack {stack.name} (its endpoint is {env['ENDPOINT_NAME']}; "
+                "`closedloop status` shows whether a version is deployed)"
+            ) from None
         config = described["EndpointConfigName"]
         config_arn = sm.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config_arn)["Tags"]}
@@ -122,7 +130,9 @@ def trace(
             )
         chain["endpoint_config"] = {"endpoint": name, "name": config, "status": described["EndpointStatus"]}
     else:
-        arn = _resolve_version(stack, env["MODEL_PACKAGE_GROUP"], str(model_version))
+        from closedloop_ops.approvals import resolve_version
+
+        arn = resolve_version(stack, str(model_version), env["MODEL_PACKAGE_GROUP"])
     _follow_version(stack, env, arn, chain, model_version)
     return chain
 
@@ -147,18 +157,33 @@ def _follow_version(
     history = decisions_for(stack, arn)
     gate = [d for d in history if d.action == "approval_gate"]
     identity = package.get("LastModifiedBy", {}).get("IamIdentity", {}).get("Arn")
+    by_policy = bool(gate) and gate[-1].details.get("mode") == "auto" and gate[-1].result in {"approved", "rejected"}
+    verdicts = [d for d in history if d.route == "model-approval"]
     chain["approval_decision"] = {
         "status": package.get("ModelApprovalStatus"),
         "by": identity or "unknown",
         "policy_version": gate[-1].details.get("policy_version") if gate else None,
         "decided_by": (
-            f"policy {gate[-1].details.get('policy_version')} ({gate[-1].details.get('mode')} mode)"
-            if gate and gate[-1].details.get("mode") == "auto"
-            else f"approver {identity}"
+            f"policy {gate[-1].details.get('policy_version')} (auto mode)" if by_policy else f"approver {identity}"
         ),
-        "when": gate[-1].at.isoformat() if gate else None,
+        "when": (gate[-1].at.isoformat() if by_policy else _iso(package.get("LastModifiedTime"))),
         "why": package.get("ApprovalDescription", ""),
         "numbers": gate[-1].details.get("numbers") if gate else None,
+        "gate": (
+            {"result": gate[-1].result, "mode": gate[-1].details.get("mode"), "at": gate[-1].at.isoformat()}
+            if gate
+            else None
+        ),
+        "rollout_verdict": (
+            {
+                "action": verdicts[-1].action,
+                "result": verdicts[-1].result,
+                "reason": verdicts[-1].reason,
+                "at": verdicts[-1].at.isoformat(),
+            }
+            if verdicts
+            else None
+        ),
     }
     outcomes = [d for d in history if d.action == "record_outcome"]
     if outcomes:
@@ -177,7 +202,7 @@ def _follow_version(
         try:
             described_execution = sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
             execution["status"] = described_execution.get("PipelineExecutionStatus")
-            execution["started"] = str(described_execution.get("CreationTime", ""))
+            execution["started"] = _iso(described_execution.get("CreationTime"))
         except sm.exceptions.ClientError:
             execution["status"] = "unknown (execution no longer listed)"
     chain["pipeline_execution"] = execution
@@ -188,8 +213,10 @@ def _follow_version(
         "prep_run_id": metadata.get(keys.PREP_RUN_ID),
         "dataset": metadata.get(keys.DATASET),
     }
-    if manifest_uri:
-        manifest = _s3_json(stack, manifest_uri)
+    manifest = _s3_json(stack, manifest_uri) if manifest_uri.startswith("s3://") else None
+    if manifest is None and manifest_uri:
+        chain["prepared_data"]["problem"] = "the prepared manifest could not be read"
+    if manifest is not None:
         chain["prepared_data"].update(
             rows=manifest.get("output", {}).get("rows"),
             policy=manifest.get("policy"),
@@ -207,32 +234,100 @@ def _follow_version(
         chain["code_version"] = {"model": metadata.get(keys.CODE_VERSION)}
 
 
+def _short(arn: Any) -> str:
+    return str(arn or "").rsplit("/", 1)[-1] or "?"
+
+
+def format_text(chain: dict[str, Any]) -> str:
+    """The chain as a reader follows it: from the prediction back to the raw data and the code."""
+    lines: list[str] = []
+    if "inference" in chain:
+        inference = chain["inference"]
+        lines.append(f"inference {inference['inference_id']} at {inference['inference_time']}")
+        lines.append(f"    captured in {inference['capture_file']}")
+    if "endpoint_config" in chain:
+        config = chain["endpoint_config"]
+        since = f", live since {config['live_since']}" if config.get("live_since") else ""
+        status = f", {config['status']}" if config.get("status") else ""
+        lines.append(f"← endpoint {config['endpoint']}, config {config.get('name')}{status}{since}")
+    model = chain["model_version"]
+    lines.append(f"← model version {model['group']}/{model['version']} ({model['status']})")
+    lines.append(f"    model data {model.get('model_data')}")
+    approval = chain["approval_decision"]
+    lines.append(f"← approval: {approval['status']} by {approval['decided_by']} at {approval.get('when')}")
+    if approval.get("why"):
+        lines.append(f"    why: {approval['why']}")
+    verdict = approval.get("rollout_verdict")
+    if verdict:
+        lines.append(f"    rollout: {verdict['action']} → {verdict['result']}" + _reason(verdict.get("reason")))
+    if "deployment" in chain:
+        deployment = chain["deployment"]
+        lines.append(
+            f"    deployment: {deployment['outcome']} at {deployment['at']} ({deployment.get('endpoint_config')})"
+        )
+    execution = chain["pipeline_execution"]
+    lines.append(
+        f"← pipeline execution {_short(execution.get('arn'))} ({execution.get('status', 'unknown')}, "
+        f"started {execution.get('started')})"
+    )
+    lines.append(f"    trigger {execution.get('trigger')}: {execution.get('trigger_reason')}")
+    prepared = chain["prepared_data"]
+    rows = f", {prepared['rows']} rows" if prepared.get("rows") is not None else ""
+    policy = prepared.get("policy") or {}
+    policy_text = f", PII policy {policy.get('dataset')}/{policy.get('version')}" if policy else ""
+    lines.append(f"← prepared data: run {prepared.get('prep_run_id')} of {prepared.get('dataset')}{rows}{policy_text}")
+    lines.append(f"    manifest {prepared.get('manifest')}")
+    if prepared.get("pii_report"):
+        lines.append(f"    PII report {prepared['pii_report']}")
+    if prepared.get("problem"):
+        lines.append(f"    {prepared['problem']}")
+    raw = chain.get("raw_objects", [])
+    lines.append(f"← raw objects ({len(raw)})")
+    lines.extend(f"    s3://{o['bucket']}/{o['key']} version {o.get('version_id')} ({o.get('status')})" for o in raw)
+    code = chain.get("code_version", {})
+    lines.append(f"← code {code.get('model')}")
+    if code.get("preparation_script_sha256"):
+        lines.append(f"    preparation script sha256 {code['preparation_script_sha256']}")
+    return "\n".join(lines)
+
+
+def _reason(reason: str | None) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def _label(text: str) -> str:
+    """A Graphviz label: quotes and backslashes escaped, newlines as `\\n`."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def to_dot(chain: dict[str, Any]) -> str:
-    """The chain as a Graphviz digraph (`closedloop lineage --format dot | dot -Tsvg`)."""
+    """The chain as a Graphviz digraph (`closedloop lineage --format dot | dot -Tsvg > lineage.svg`)."""
     nodes: list[tuple[str, str]] = []
     if "inference" in chain:
-        nodes.append(
-            ("inference", f"inference {chain['inference']['inference_id']}\\n{chain['inference']['inference_time']}")
-        )
+        inference = chain["inference"]
+        nodes.append(("inference", f"inference {inference['inference_id']}\n{inference['inference_time']}"))
     if "endpoint_config" in chain:
-        nodes.append(("config", f"endpoint config\\n{chain['endpoint_config'].get('name')}"))
+        config = chain["endpoint_config"]
+        nodes.append(("config", f"endpoint {config.get('endpoint')}\nconfig {config.get('name')}"))
     model = chain["model_version"]
-    nodes.append(("model", f"model version {model['version']}\\n{model['status']}"))
-    nodes.append(("approval", f"approval\\n{chain['approval_decision']['decided_by']}"))
+    nodes.append(("model", f"model version {model['group']}/{model['version']}\n{model['status']}"))
+    approval = chain["approval_decision"]
+    nodes.append(("approval", f"approval: {approval['status']}\n{approval['decided_by']}\n{approval.get('when')}"))
     execution = chain["pipeline_execution"]
     nodes.append(
         (
             "execution",
-            f"pipeline execution\\n{str(execution.get('arn', '')).rsplit('/', 1)[-1]}\\n"
-            f"trigger: {execution.get('trigger')}",
+            f"pipeline execution {_short(execution.get('arn'))}\ntrigger {execution.get('trigger')}: "
+            f"{str(execution.get('trigger_reason'))[:60]}",
         )
     )
-    nodes.append(("prepared", f"prepared data\\nrun {chain['prepared_data'].get('prep_run_id')}"))
-    for index, raw in enumerate(chain.get("raw_objects", [])[:20]):
-        nodes.append((f"raw{index}", f"{raw['key']}\\nversion {raw.get('version_id')}"))
-    nodes.append(("code", f"code\\n{chain.get('code_version', {}).get('model')}"[:120]))
+    prepared = chain["prepared_data"]
+    nodes.append(("prepared", f"prepared data\nrun {prepared.get('prep_run_id')} ({prepared.get('rows')} rows)"))
+    raws = chain.get("raw_objects", [])[:20]
+    nodes += [(f"raw{i}", f"{raw['key']}\nversion {raw.get('version_id')}") for i, raw in enumerate(raws)]
+    nodes.append(("code", f"code\n{str(chain.get('code_version', {}).get('model'))[:120]}"))
     lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
-    lines += [f'  {name} [label="{label.replace(chr(34), "")}"];' for name, label in nodes]
+    lines += [f'  {name} [label="{_label(label)}"];' for name, label in nodes]
     order = [n for n, _ in nodes if not n.startswith("raw") and n != "code"]
     lines += [f"  {a} -> {b};" for a, b in itertools.pairwise(order)]
     lines += [f"  prepared -> {n};" for n, _ in nodes if n.startswith("raw")]

@@ -121,10 +121,13 @@ def _classify(stack: StackRef, queue: str, message: dict[str, Any]) -> DeadLette
             body,
             attributes,
         )
-    decisions = decisions_for(stack, f"sqs:{message['MessageId']}")
-    reason = (
-        decisions[-1].reason if decisions else "failed on every delivery (no ledger entry: see the function's logs)"
-    )
+    if "closedloop-reason" in attributes:  # a handler that gave up moved it here itself, with why
+        reason = f"{attributes.get('closedloop-error', 'Error')}: {attributes['closedloop-reason']}"
+    else:
+        decisions = decisions_for(stack, f"sqs:{message['MessageId']}")
+        reason = (
+            decisions[-1].reason if decisions else "failed on every delivery (no ledger entry: see the function's logs)"
+        )
     return DeadLetter(
         queue,
         message["MessageId"],
@@ -189,7 +192,7 @@ def redrive(stack: StackRef, queue: str, limit: int = 100) -> RedriveResult:
     sqs = stack.client("sqs")
     lambda_client = stack.client("lambda")
     source = None
-    redriven, failed = 0, []
+    redriven, failed = 0, list[str]()
     while redriven + len(failed) < limit:
         messages = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]

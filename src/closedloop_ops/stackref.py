@@ -13,26 +13,58 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from closedloop_ops.cli_errors import CliError
 
+if TYPE_CHECKING:
+    from closedloop.settings import Settings
+
 STATE_FILE = Path("build/local/state.json")
+STATE_FILE_VARIABLE = "CLOSEDLOOP_STATE_FILE"
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+def default_state_file() -> Path:
+    """Where the local loop writes its state: `$CLOSEDLOOP_STATE_FILE`, else `build/local/state.json` here."""
+    return Path(os.environ.get(STATE_FILE_VARIABLE) or STATE_FILE)
+
+
+def find_state_file() -> Path:
+    """Where a running local loop's state is: `$CLOSEDLOOP_STATE_FILE`, else `build/local/state.json` here or
+    in the nearest parent directory that has one (a notebook in docs/ finds the project's)."""
+    if os.environ.get(STATE_FILE_VARIABLE):
+        return Path(os.environ[STATE_FILE_VARIABLE])
+    here = Path.cwd()
+    for directory in (here, *here.parents):
+        if (directory / STATE_FILE).is_file():
+            return directory / STATE_FILE
+    return STATE_FILE
 
 
 @dataclass
 class StackRef:
+    """A closedloop stack: its outputs, its functions' environment, and clients for it."""
+
     name: str
     region: str
     outputs: dict[str, Any]
     endpoint_url: str | None = None
     credentials: dict[str, str] = field(default_factory=dict)
     local: bool = False
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _environment: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def client(self, service: str) -> Any:
-        import boto3
+        """A boto3 client for the stack's account and region (one per service, reused)."""
+        if service not in self._clients:
+            import boto3
 
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url, **self.credentials)
+            make: Any = boto3.client  # any service by name: the typed overloads want a literal
+            self._clients[service] = make(
+                service, region_name=self.region, endpoint_url=self.endpoint_url, **self.credentials
+            )
+        return self._clients[service]
 
     def output(self, name: str) -> Any:
         if name not in self.outputs:
@@ -42,11 +74,27 @@ class StackRef:
         return self.outputs[name]
 
     def settings_environment(self) -> dict[str, str]:
-        """The environment the template gives every function (read from one of them)."""
-        function = self.output("StartDataPrepFunctionName")
-        configuration = self.client("lambda").get_function_configuration(FunctionName=function)
-        variables: dict[str, str] = configuration.get("Environment", {}).get("Variables", {})
-        return {"AWS_REGION": self.region, **variables}
+        """The environment the template gives every function (read from one of them, once)."""
+        if self._environment is None:
+            function = self.output("StartDataPrepFunctionName")
+            configuration = self.client("lambda").get_function_configuration(FunctionName=function)
+            variables: dict[str, str] = configuration.get("Environment", {}).get("Variables", {})
+            self._environment = {"AWS_REGION": self.region, **variables}
+        return self._environment
+
+    def settings(self) -> Settings:
+        """The stack's validated settings, as its functions see them.
+
+        Raises:
+            CliError: the functions' environment is not a valid closedloop configuration.
+        """
+        from closedloop.errors import SettingsError
+        from closedloop.settings import Settings
+
+        try:
+            return Settings.from_environ(self.settings_environment())
+        except SettingsError as exc:
+            raise CliError(f"stack {self.name}: {exc.message}") from None
 
 
 def write_local_state(path: Path, *, name: str, region: str, endpoint_url: str, outputs: dict[str, Any]) -> None:
@@ -60,15 +108,28 @@ def write_local_state(path: Path, *, name: str, region: str, endpoint_url: str, 
     )
 
 
-def local_stack(path: Path = STATE_FILE, endpoint_url: str | None = None) -> StackRef:
-    """The running local loop.
+def local_stack(path: Path | None = None, endpoint_url: str | None = None, profile: str | None = None) -> StackRef:
+    """The running local loop, called with the caller's credentials.
+
+    The credentials are the standard chain's (`profile`, the environment) when there are any, so
+    the registry records who made a change as on AWS; without any, a fixed local identity.
 
     Raises:
         CliError: it is not running (with how to start it).
     """
+    path = path or find_state_file()
     if not path.is_file():
         raise CliError("the local loop is not running: start it with `closedloop local up` (or `make demo`)")
-    state = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if not all(isinstance(state.get(key), str) for key in ("name", "region", "endpoint_url")):
+            raise KeyError("name")
+        if not isinstance(state.get("outputs"), dict):
+            raise KeyError("outputs")
+    except (ValueError, KeyError, AttributeError):
+        raise CliError(
+            f"{path} is not a local loop state file: stop the loop, delete the file and start it again"
+        ) from None
     url = endpoint_url or state["endpoint_url"]
     try:
         urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()  # noqa: S310 - loopback emulator
@@ -81,16 +142,61 @@ def local_stack(path: Path = STATE_FILE, endpoint_url: str | None = None) -> Sta
         region=state["region"],
         outputs=state["outputs"],
         endpoint_url=url,
-        credentials={"aws_access_key_id": "local", "aws_secret_access_key": "local"},
+        credentials=_chain_credentials(profile) or dict(LOCAL_CREDENTIALS),
         local=True,
     )
+
+
+def _chain_credentials(profile: str | None) -> dict[str, str]:
+    """The caller's credentials for the local loop: a named profile's, else the environment's ({}: none).
+
+    The instance-metadata and container providers are not consulted: on a laptop they only time out.
+
+    Raises:
+        CliError: the profile does not exist or cannot be read.
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    profile = profile or os.environ.get("AWS_PROFILE")
+    if profile is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        return {}
+    try:
+        frozen = boto3.session.Session(profile_name=profile).get_credentials()
+        current = frozen.get_frozen_credentials() if frozen is not None else None
+    except BotoCoreError as exc:
+        raise CliError(f"AWS profile problem: {exc} (list profiles with `aws configure list-profiles`)") from None
+    return _as_arguments(current)
+
+
+def _as_arguments(current: Any) -> dict[str, str]:
+    if current is None or not current.access_key:
+        return {}
+    credentials = {"aws_access_key_id": current.access_key, "aws_secret_access_key": current.secret_key}
+    if current.token:
+        credentials["aws_session_token"] = current.token
+    return credentials
+
+
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
 
 
 def aws_stack(name: str, region: str | None = None, profile: str | None = None) -> StackRef:
     """A deployed stack, found with the standard profile/region resolution.
 
     Raises:
-        CliError: no credentials, no region, or no such stack (each with the fix).
+        CliError: no credentials, expired or refused credentials, no region, or no such stack (each with the fix).
     """
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
@@ -98,28 +204,32 @@ def aws_stack(name: str, region: str | None = None, profile: str | None = None) 
     try:
         session = boto3.session.Session(profile_name=profile, region_name=region)
     except BotoCoreError as exc:
-        raise CliError(f"AWS profile problem: {exc}") from None
+        raise CliError(f"AWS profile problem: {exc} (list profiles with `aws configure list-profiles`)") from None
     if session.region_name is None:
         raise CliError("no AWS region: pass --region, set AWS_REGION, or configure one with `aws configure`")
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+        current = session.get_credentials()
+        credentials = _as_arguments(current.get_frozen_credentials() if current is not None else None)
     except NoCredentialsError:
         raise CliError(
-            "no AWS credentials: set AWS_PROFILE or run `aws configure` (or use --local for the local loop)"
+            "no AWS credentials: set AWS_PROFILE or run `aws configure` / `aws sso login` "
+            "(or use --local for the local loop)"
         ) from None
     except NoRegionError:
         raise CliError("no AWS region: pass --region or set AWS_REGION") from None
     except ClientError as exc:
-        message = exc.response.get("Error", {}).get("Message", str(exc))
+        error = exc.response.get("Error", {})
+        message = error.get("Message", str(exc))
+        if error.get("Code") in CREDENTIAL_ERRORS:
+            raise CliError(
+                f"AWS refused your credentials ({error.get('Code')}: {message}): renew them "
+                "(`aws sso login`, or new keys) or pass --profile"
+            ) from None
         raise CliError(
-            f"stack {name} in {session.region_name}: {message} (deploy it with `make deploy`, or pass --stack)"
+            f"stack {name} in {session.region_name}: {message} (deploy it with `make deploy`, or pass --stack/--region)"
         ) from None
+    except BotoCoreError as exc:
+        raise CliError(f"cannot reach AWS in {session.region_name}: {exc} (check the network and --region)") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    credentials = {}
-    frozen = session.get_credentials()
-    if frozen is not None:
-        current = frozen.get_frozen_credentials()
-        credentials = {"aws_access_key_id": current.access_key, "aws_secret_access_key": current.secret_key}
-        if current.token:
-            credentials["aws_session_token"] = current.token
     return StackRef(name=name, region=session.region_name, outputs=outputs, credentials=credentials)

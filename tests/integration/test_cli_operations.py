@@ -16,7 +16,7 @@ from closedloop_ops.stackref import write_local_state
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[LocalLoop]:
-    with LocalLoop.start(stack_name="closedloop-cli") as running:
+    with LocalLoop.start(stack_name="closedloop-cli", services=False) as running:
         yield running
 
 

@@ -14,7 +14,7 @@ from closedloop_ops.local.loop import LocalLoop
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[LocalLoop]:
-    with LocalLoop.start(stack_name="closedloop-it") as running:
+    with LocalLoop.start(stack_name="closedloop-it", services=False) as running:
         yield running
 
 

@@ -19,12 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from closedloop_ops import synthetic
-from closedloop_ops.local.endpoint import LocalHosting
-from closedloop_ops.local.hosting_events import EndpointWatcher
-from closedloop_ops.local.loop import ROOT, LocalLoop
-from closedloop_ops.local.pipelines import PipelineExecutor, upload_step_code
+from closedloop_ops.local.loop import LocalLoop
 from closedloop_ops.local.report import write_report
-from closedloop_ops.moto_ext import registry, runtime
 from closedloop_ops.stackref import StackRef
 
 # Demo-sized settings, given as template parameters (the handlers read them as on AWS).
@@ -81,34 +77,15 @@ class Demo:
         )
 
     def setup(self) -> None:
-        from closedloop_ops.pipeline import upsert_pipeline
-
         loop = self.loop
-        definition_path = ROOT / "build" / "pipeline.json"
-        if not definition_path.is_file():
+        if not loop.pipeline_upsert:
             raise RuntimeError("build/pipeline.json is missing: run `make pipeline` (make demo does it)")
-        definition = definition_path.read_text(encoding="utf-8")
-        result = upsert_pipeline(
-            definition,
-            loop.output("TrainingPipelineName"),
-            loop.output("TrainingPipelineRoleArn"),
-            loop.client("sagemaker"),
-        )
-        uploaded = upload_step_code(loop.stack, json.loads(definition), ROOT / "pipelines" / "steps")
-        self.note("pipeline", "upsert build/pipeline.json", f"{result.action}, {len(uploaded)} code objects")
-        executor = PipelineExecutor(loop.stack, loop.emitter, loop.runner, ROOT / "pipelines" / "steps")
-        executor.on_step = lambda arn, step: self.note(
+        self.note("pipeline", "upsert build/pipeline.json", loop.pipeline_upsert)
+        loop.executor.on_step = lambda arn, step: self.note(
             "pipeline step", f"{step.name} ({step.type})", f"{step.status} in {step.seconds:.1f}s"
         )
-        self.executor = executor
-        self.watcher = EndpointWatcher(loop.stack, loop.emitter)
-        loop.extra_workers += [executor.run_pending, self.watcher]
-        registry.on_package_change(
-            lambda account, region, package: loop.emitter.publish(loop.emitter.model_package_state_change(package))
-        )
+        self.executor, self.watcher, self.hosting = loop.executor, loop.watcher, loop.hosting
         loop.dispatcher.on_invocation = self.echo_decisions
-        self.hosting = LocalHosting(region=loop.stack.region, fallback_code_dir=ROOT / "pipelines" / "steps")
-        runtime.set_model_server(self.hosting)
 
     def echo_decisions(self, _: object = None) -> None:
         """Print the decisions the handlers recorded since the last call (the live timeline)."""
@@ -133,8 +110,7 @@ class Demo:
         self._echoed_until = datetime.now(UTC) - timedelta(seconds=5)
 
     def teardown(self) -> None:
-        registry.on_package_change(None)
-        runtime.set_model_server(None)
+        self.loop.dispatcher.on_invocation = None
 
     def settle(self) -> None:
         self.loop.settle(max_passes=200)

@@ -42,6 +42,10 @@ class LocalLoop:
     emitter: Emitter
     server: Any
     extra_workers: list[Any] = field(default_factory=list)
+    executor: Any = None
+    watcher: Any = None
+    hosting: Any = None
+    pipeline_upsert: str = ""
 
     @classmethod
     @contextmanager
@@ -52,8 +56,12 @@ class LocalLoop:
         stack_name: str = "closedloop-local",
         parameters: dict[str, str] | None = None,
         region: str = REGION,
+        services: bool = True,
     ) -> Iterator[LocalLoop]:
-        """Start moto on a free loopback port, provision the template, yield the loop, stop."""
+        """Start moto on a free loopback port, provision the template, yield the loop, stop.
+
+        With `services`, the loop also plays SageMaker's part (see `serve`).
+        """
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -93,15 +101,54 @@ class LocalLoop:
                 server=server,
             )
             lambda_invoke.set_async_router(loop.route_async_invoke)
+            if services:
+                loop.serve(root)
             yield loop
         finally:
             lambda_invoke.set_async_router(None)
+            from closedloop_ops.moto_ext import registry, runtime
+
+            registry.on_package_change(None)
+            runtime.set_model_server(None)
             server.stop()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def serve(self, root: Path = ROOT) -> None:
+        """What SageMaker would do: run pipeline executions, host and roll out endpoints, publish
+        model-package events. The training pipeline is upserted from `build/pipeline.json` when it exists."""
+        import json
+
+        from closedloop_ops.local.endpoint import LocalHosting
+        from closedloop_ops.local.hosting_events import EndpointWatcher
+        from closedloop_ops.local.pipelines import PipelineExecutor, upload_step_code
+        from closedloop_ops.moto_ext import registry, runtime
+
+        code_dir = root / "pipelines" / "steps"
+        definition_path = root / "build" / "pipeline.json"
+        if definition_path.is_file():
+            from closedloop_ops.pipeline import upsert_pipeline
+
+            definition = definition_path.read_text(encoding="utf-8")
+            result = upsert_pipeline(
+                definition,
+                self.output("TrainingPipelineName"),
+                self.output("TrainingPipelineRoleArn"),
+                self.client("sagemaker"),
+            )
+            uploaded = upload_step_code(self.stack, json.loads(definition), code_dir)
+            self.pipeline_upsert = f"{result.action}, {len(uploaded)} code objects"
+        self.executor = PipelineExecutor(self.stack, self.emitter, self.runner, code_dir)
+        self.watcher = EndpointWatcher(self.stack, self.emitter)
+        self.extra_workers += [self.executor.run_pending, self.watcher]
+        registry.on_package_change(
+            lambda account, region, package: self.emitter.publish(self.emitter.model_package_state_change(package))
+        )
+        self.hosting = LocalHosting(region=self.stack.region, fallback_code_dir=code_dir)
+        runtime.set_model_server(self.hosting)
 
     def route_async_invoke(self, function: str, payload: bytes) -> bool:
         """Queue an asynchronous invocation for the dispatcher (Lambda's own queue, locally)."""

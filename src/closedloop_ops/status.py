@@ -1,0 +1,363 @@
+"""`closedloop status`: where the loop stands, per model group.
+
+What is live and where, whether a rollout is running, when the model was last retrained and why,
+whether retraining is locked or cooling down, which versions wait for an approver, and how many
+events sit in the dead-letter queues. Everything is read from where the routes keep it: the ledger's
+state items (`closedloop.ledger_keys`), the Model Registry, the endpoint and the pipeline's executions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from closedloop import ledger_keys
+from closedloop import lineage as keys
+from closedloop_ops.stackref import StackRef
+
+PENDING_LISTED = 20
+STATUS_WORDS = {"Approved": "approved", "PendingManualApproval": "pending", "Rejected": "rejected"}
+BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+
+class GroupStatus(BaseModel):
+    """One model group: what serves, what is moving, what waits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_group: str
+    endpoint: str
+    endpoint_status: str | None = None
+    live: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
+    last_outcome: dict[str, Any] | None = None
+    last_retraining: dict[str, Any] | None = None
+    lock: dict[str, Any] | None = None
+    cooldown: dict[str, Any] | None = None
+    pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
+    versions: dict[str, int] = Field(default_factory=dict)
+
+
+class StackStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stack: str
+    region: str
+    local: bool
+    approval_mode: str
+    approvers: list[str]
+    at: datetime
+    groups: list[GroupStatus]
+    dead_letter_queues: list[dict[str, Any]]
+
+
+def _iso(value: Any) -> str | None:
+    """A time as `2026-11-27T07:21:21Z` (UTC, seconds), from a datetime or an ISO string."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return str(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return str(value.astimezone(UTC).isoformat(timespec="seconds")).replace("+00:00", "Z")
+
+
+def stack_status(stack: StackRef, now: datetime | None = None) -> StackStatus:
+    """The whole picture of a stack (one model group and its endpoint per stack today)."""
+    from closedloop.ledger import Ledger
+    from closedloop_ops.operations import dlq_depths
+
+    settings = stack.settings()
+    now = now or datetime.now(UTC)
+    ledger = Ledger(stack.output("LedgerTableName"), stack.client("dynamodb"))
+    group = group_status(
+        stack, ledger, settings.model_package_group, settings.endpoint_name, settings.pipeline_name, now
+    )
+    return StackStatus(
+        stack=stack.name,
+        region=stack.region,
+        local=stack.local,
+        approval_mode=settings.approval_mode.value,
+        approvers=list(settings.approvers),
+        at=now,
+        groups=[group],
+        dead_letter_queues=[
+            {"queue": d.queue, "messages": d.messages, "in_flight": d.in_flight} for d in dlq_depths(stack)
+        ],
+    )
+
+
+def group_status(stack: StackRef, ledger: Any, group: str, endpoint: str, pipeline: str, now: datetime) -> GroupStatus:
+    """Status of one model group and the endpoint it deploys to."""
+    from closedloop.retrain_lock import RetrainLock
+
+    state = ledger.get_state(ledger_keys.endpoint_state(endpoint)) or {}
+    described = _endpoint(stack, endpoint)
+    live = None
+    if state.get("live_model_package_arn") or described:
+        live = {
+            "version": state.get("live_version"),
+            "model_package_arn": state.get("live_model_package_arn"),
+            "endpoint_config": (described or {}).get("EndpointConfigName") or state.get("endpoint_config"),
+            "serving_version": _serving_version(stack, described),
+            "since": _iso(state.get("updated_at")) if state.get("status") == "live" else None,
+            "previous_model_package_arn": state.get("previous_model_package_arn"),
+        }
+    rollout = None
+    if state.get("pending_model_package_arn") or (described and described.get("EndpointStatus") in BUSY):
+        rollout = {
+            "kind": state.get("pending_kind") or None,
+            "version": state.get("pending_version"),
+            "model_package_arn": state.get("pending_model_package_arn") or None,
+            "endpoint_config": state.get("pending_endpoint_config") or None,
+            "since": _iso(state.get("pending_since")),
+            "endpoint_status": (described or {}).get("EndpointStatus"),
+            "stage": ((described or {}).get("PendingDeploymentSummary") or {}).get("StageStatus"),
+        }
+    last_outcome = (
+        {"outcome": state.get("last_outcome"), "reason": state.get("last_reason"), "at": _iso(state.get("updated_at"))}
+        if state.get("last_outcome")
+        else None
+    )
+    lock = ledger.get_lock(RetrainLock.name(group))
+    cooldown = ledger.get_state(ledger_keys.cooldown(group))
+    cooling = None
+    if cooldown and cooldown.get("until"):
+        until = datetime.fromisoformat(str(cooldown["until"]).replace("Z", "+00:00"))
+        cooling = {
+            "until": _iso(until),
+            "active": until > now,
+            "reason": cooldown.get("reason"),
+            "execution_arn": cooldown.get("execution_arn"),
+        }
+    return GroupStatus(
+        model_group=group,
+        endpoint=endpoint,
+        endpoint_status=(described or {}).get("EndpointStatus"),
+        live=live,
+        rollout=rollout,
+        last_outcome=last_outcome,
+        last_retraining=_last_retraining(stack, pipeline, group),
+        lock=(
+            {
+                "holder": lock.holder,
+                "reason": lock.reason,
+                "since": _iso(lock.acquired_at),
+                "expires": _iso(lock.expires_at),
+                "execution_arn": lock.execution_arn or None,
+                "expired": lock.expires_at <= now,
+            }
+            if lock
+            else None
+        ),
+        cooldown=cooling,
+        pending_approvals=_pending(stack, ledger, group),
+        versions=_counts(stack, group),
+    )
+
+
+def _endpoint(stack: StackRef, name: str) -> dict[str, Any] | None:
+    sm = stack.client("sagemaker")
+    try:
+        described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+    except sm.exceptions.ClientError:
+        return None
+    return described
+
+
+def _serving_version(stack: StackRef, described: dict[str, Any] | None) -> int | None:
+    """The version the endpoint's current config was deployed from (its lineage tag), if any."""
+    if not described:
+        return None
+    sm = stack.client("sagemaker")
+    try:
+        config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
+    except sm.exceptions.ClientError:
+        return None
+    value = tags.get(keys.MODEL_VERSION, "")
+    return int(value) if value.isdigit() else None
+
+
+def _last_retraining(stack: StackRef, pipeline: str, group: str) -> dict[str, Any] | None:
+    """The newest execution of the training pipeline, with its trigger (upload or alarm) and why."""
+    sm = stack.client("sagemaker")
+    try:
+        summaries = sm.list_pipeline_executions(
+            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=1
+        ).get("PipelineExecutionSummaries", [])
+    except sm.exceptions.ClientError:
+        return None
+    if not summaries:
+        return None
+    latest = summaries[0]
+    arn = latest["PipelineExecutionArn"]
+    try:
+        parameters = {
+            p["Name"]: p["Value"]
+            for p in sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn).get("PipelineParameters", [])
+        }
+    except sm.exceptions.ClientError:
+        parameters = {}
+    return {
+        "execution_arn": arn,
+        "status": latest.get("PipelineExecutionStatus"),
+        "started": _iso(latest.get("StartTime")),
+        "trigger": parameters.get(keys.PARAM_TRIGGER),
+        "reason": parameters.get(keys.PARAM_TRIGGER_REASON) or latest.get("PipelineExecutionDescription"),
+        "prep_run_id": parameters.get(keys.PARAM_PREP_RUN_ID),
+        "model_group": parameters.get(keys.PARAM_MODEL_GROUP, group),
+    }
+
+
+def _pending(stack: StackRef, ledger: Any, group: str) -> list[dict[str, Any]]:
+    """Versions waiting for an approver, newest first, with what the gate recommended."""
+    sm = stack.client("sagemaker")
+    try:
+        summaries = sm.list_model_packages(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="PendingManualApproval",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=PENDING_LISTED,
+        ).get("ModelPackageSummaryList", [])
+    except sm.exceptions.ClientError:
+        return []
+    pending = []
+    for summary in summaries:
+        arn = summary["ModelPackageArn"]
+        gates = [d for d in ledger.decisions_for(arn) if d.action == "approval_gate"]
+        pending.append(
+            {
+                "version": summary.get("ModelPackageVersion"),
+                "model_package_arn": arn,
+                "registered": _iso(summary.get("CreationTime")),
+                "policy_says": gates[-1].details.get("policy_says") if gates else None,
+                "rejections": gates[-1].details.get("rejections") if gates else None,
+            }
+        )
+    return pending
+
+
+def _counts(stack: StackRef, group: str) -> dict[str, int]:
+    """How many versions the group holds, by approval status."""
+    sm = stack.client("sagemaker")
+    counts: dict[str, int] = {}
+    try:
+        for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
+            for summary in page.get("ModelPackageSummaryList", []):
+                status = str(summary.get("ModelApprovalStatus", "unknown"))
+                counts[status] = counts.get(status, 0) + 1
+    except sm.exceptions.ClientError:
+        return {}
+    return counts
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def _short(arn: str | None) -> str:
+    return (arn or "").rsplit("/", 1)[-1] or "?"
+
+
+def format_status(status: StackStatus) -> str:
+    """The status as an operator reads it."""
+    approvers = ", ".join(status.approvers) if status.approvers else "none"
+    lines = [
+        f"stack {status.stack} ({'local loop' if status.local else status.region}), "
+        f"approval mode {status.approval_mode}, approvers: {approvers}"
+    ]
+    for group in status.groups:
+        counts = ", ".join(f"{n} {STATUS_WORDS.get(s, s)}" for s, n in sorted(group.versions.items())) or "no versions"
+        lines += ["", f"model group {group.model_group} ({counts})"]
+        lines += [f"  {label:<15} {text}" for label, text in _group_rows(group)]
+    lines.append("")
+    total = sum(q["messages"] + q["in_flight"] for q in status.dead_letter_queues)
+    lines.append(
+        "dead-letter queues: "
+        + ("all empty" if total == 0 else f"{total} message(s): `closedloop dlq show QUEUE` says why")
+    )
+    lines.extend(
+        f"  {q['queue']:<22} {q['messages']} message(s)" + (f", {q['in_flight']} in flight" if q["in_flight"] else "")
+        for q in status.dead_letter_queues
+    )
+    return "\n".join(lines)
+
+
+def _group_rows(group: GroupStatus) -> list[tuple[str, str]]:
+    rows = [("live", _live_text(group)), ("rollout", _rollout_text(group))]
+    retraining = group.last_retraining
+    rows.append(
+        (
+            "last training",
+            f"{retraining.get('started')} {retraining.get('status')}, trigger {retraining.get('trigger')}: "
+            f"{retraining.get('reason')} (execution {_short(retraining.get('execution_arn'))})"
+            if retraining
+            else "none yet",
+        )
+    )
+    lock = group.lock
+    if lock:
+        execution = f" (execution {_short(lock['execution_arn'])})" if lock.get("execution_arn") else ""
+        rows.append(
+            (
+                "retrain lock",
+                f"{'expired lease' if lock.get('expired') else 'held'} by {lock.get('holder')} "
+                f"since {lock.get('since')} until {lock.get('expires')}{execution}",
+            )
+        )
+    else:
+        rows.append(("retrain lock", "free"))
+    cooldown = group.cooldown
+    rows.append(
+        (
+            "cooldown",
+            f"until {cooldown.get('until')} (after {cooldown.get('reason')})"
+            if cooldown and cooldown.get("active")
+            else "none: an alarm may start a retraining",
+        )
+    )
+    if not group.pending_approvals:
+        rows.append(("pending", "no version waits for an approver"))
+        return rows
+    rows.append(("pending", f"{len(group.pending_approvals)} version(s) wait for an approver:"))
+    for pending in group.pending_approvals:
+        says = f", the policy recommends {pending['policy_says']}" if pending.get("policy_says") else ""
+        rows.append(("", f"  version {pending['version']} registered {pending['registered']}{says}"))
+    return rows
+
+
+def _live_text(group: GroupStatus) -> str:
+    live = group.live or {}
+    if live.get("version") is not None:
+        serving = live.get("serving_version")
+        mismatch = (
+            f" — but the endpoint serves version {serving}: see `closedloop lineage --endpoint`"
+            if serving is not None and serving != live.get("version")
+            else ""
+        )
+        since = f" since {live['since']}" if live.get("since") else ""
+        return (
+            f"version {live['version']} on {group.endpoint} "
+            f"({group.endpoint_status or 'no endpoint'}, config {live.get('endpoint_config')}){since}{mismatch}"
+        )
+    if group.endpoint_status:
+        return f"{group.endpoint} is {group.endpoint_status} ({live.get('endpoint_config')}), no version recorded live"
+    return f"nothing: {group.endpoint} does not exist yet (no version deployed)"
+
+
+def _rollout_text(group: GroupStatus) -> str:
+    rollout = group.rollout
+    if not rollout:
+        last = group.last_outcome
+        return "none in progress" + (f" (last outcome: {last['outcome']} — {last['reason']})" if last else "")
+    stage = f", stage {rollout['stage']}" if rollout.get("stage") else ""
+    return (
+        f"{rollout.get('kind') or 'deployment'} of version {rollout.get('version')} "
+        f"since {rollout.get('since') or '?'} (endpoint {rollout.get('endpoint_status') or '?'}{stage})"
+    )

@@ -1,0 +1,411 @@
+"""The command line and the operator notebook against a local loop that has run the demo scenario.
+
+One demo run serves the module (`closedloop demo --keep`): upload → training → approval → rollout →
+drift → retraining → redeployment, versions 1 and 2 deployed, the loop left up.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from closedloop.ledger import Ledger
+from closedloop_ops.local.demo import Demo
+from support.cli import ROOT, code_cells, kept_demo, local_args, register_copy, run
+
+pytestmark = pytest.mark.slow
+
+ROUTES = {
+    "data-arrival",
+    "data-prepared",
+    "pipeline-finished",
+    "model-approval",
+    "deployment-outcome",
+    "alarm",
+    "drift-monitor",
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    lines: list[str] = []
+    with kept_demo(tmp_path_factory.mktemp("demo"), lines) as kept:
+        yield kept
+
+
+@pytest.fixture
+def local(demo: Demo, tmp_path: Path) -> list[str]:
+    return local_args(demo.loop, tmp_path / "state.json")
+
+
+def ledger(demo: Demo) -> Ledger:
+    return Ledger(demo.loop.output("LedgerTableName"), demo.loop.client("dynamodb"))
+
+
+def package_arn(demo: Demo, version: int) -> str:
+    group = demo.loop.output("ModelPackageGroupName")
+    return f"arn:aws:sagemaker:{demo.loop.stack.region}:123456789012:model-package/{group}/{version}"
+
+
+def status_of(demo: Demo, version: int) -> dict[str, Any]:
+    described: dict[str, Any] = demo.loop.client("sagemaker").describe_model_package(
+        ModelPackageName=package_arn(demo, version)
+    )
+    return described
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # When the operator asks where the loop stands after the demo
+    code, out, _ = run(["status", *local, "--json"], capsys)
+    report = json.loads(out)
+    # Then version 2 is live, deployed by the retraining an alarm started, and nothing is stuck
+    assert code == 0 and report["approval_mode"] == "auto" and report["local"] is True
+    (group,) = report["groups"]
+    assert group["model_group"] == "closedloop-models" and group["endpoint"] == "closedloop-endpoint"
+    assert group["endpoint_status"] == "InService"
+    assert group["live"]["version"] == 2 and group["live"]["serving_version"] == 2
+    assert group["live"]["endpoint_config"].startswith("closedloop-endpoint-v2-")
+    assert group["rollout"] is None and group["last_outcome"]["outcome"] == "live"
+    retraining = group["last_retraining"]
+    assert retraining["status"] == "Succeeded" and retraining["trigger"] == "alarm"
+    assert retraining["reason"].startswith("closedloop-drift-")
+    assert group["lock"] is None  # released when the execution finished
+    assert group["cooldown"]["active"] is True and group["cooldown"]["reason"].startswith("closedloop-drift-")
+    assert group["versions"]["Approved"] >= 2
+    assert {q["queue"]: q["messages"] for q in report["dead_letter_queues"]} == {
+        "DataArrivalDlq": 0,
+        "DeployModelDlq": 0,
+        "DriftScheduleDlq": 0,
+        "EventsDlq": 0,
+        "FunctionFailuresDlq": 0,
+    }
+    # And the text says the same for a person
+    code, text, _ = run(["status", *local], capsys)
+    assert code == 0
+    assert "live            version 2 on closedloop-endpoint (InService" in text
+    assert "last training" in text and "trigger alarm: closedloop-drift-" in text
+    assert "retrain lock    free" in text and "cooldown        until" in text
+    assert "dead-letter queues: all empty" in text
+
+
+def test_status_lists_a_version_waiting_for_an_approver(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a registered version nobody decided yet
+    version = register_copy(demo.loop, 2)
+    # When the status is asked
+    code, out, _ = run(["status", *local, "--json"], capsys)
+    # Then it is listed as pending
+    pending = json.loads(out)["groups"][0]["pending_approvals"]
+    assert code == 0 and version in [p["version"] for p in pending]
+    code, text, _ = run(["status", *local], capsys)
+    assert f"version {version} registered" in text
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+
+
+def test_lineage_of_a_prediction_in_every_format(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    inference_id = demo.inference_ids[-1]  # scored by version 2, after the retraining
+    # When the prediction is traced as JSON
+    code, out, _ = run(["lineage", "--inference-id", inference_id, *local, "--format", "json"], capsys)
+    chain = json.loads(out)
+    # Then the chain reaches from the inference to the raw data and the code
+    assert code == 0
+    assert chain["inference"]["inference_id"] == inference_id
+    assert chain["endpoint_config"]["name"].startswith("closedloop-endpoint-v2-")
+    assert chain["model_version"]["version"] == 2
+    assert chain["approval_decision"]["decided_by"] == "policy approval-policy/1 (auto mode)"
+    assert chain["approval_decision"]["rollout_verdict"]["result"] == "deploying"
+    assert chain["pipeline_execution"]["trigger"] == "alarm"
+    assert chain["prepared_data"]["rows"] == 3000
+    assert len(chain["raw_objects"]) == 3 and all(o["version_id"] for o in chain["raw_objects"])
+    assert len(chain["code_version"]["preparation_script_sha256"]) == 64
+    # And as text, one link per line, from the prediction back
+    code, text, _ = run(["lineage", "--inference-id", inference_id, *local], capsys)
+    links = [line for line in text.splitlines() if line.startswith("←")]
+    assert code == 0 and text.startswith(f"inference {inference_id} at ")
+    assert [link.split()[1] for link in links] == [
+        "endpoint",
+        "model",
+        "approval:",
+        "pipeline",
+        "prepared",
+        "raw",
+        "code",
+    ]
+    # And as a Graphviz graph
+    code, dot, _ = run(["lineage", "--inference-id", inference_id, *local, "--format", "dot"], capsys)
+    assert code == 0 and dot.startswith("digraph lineage {") and dot.rstrip().endswith("}")
+    for edge in ("inference -> config;", "config -> model;", "model -> approval;", "execution -> prepared;"):
+        assert edge in dot
+    assert dot.count("prepared -> raw") == 3
+
+
+def test_lineage_of_the_endpoint_and_of_a_version(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the endpoint is traced
+    code, out, _ = run(["lineage", "--endpoint", "closedloop-endpoint", *local, "--format", "json"], capsys)
+    # Then it leads to the version it serves
+    assert code == 0 and json.loads(out)["model_version"]["version"] == 2
+    # When the first version is traced
+    code, out, _ = run(["lineage", "--model-version", "1", *local, "--format", "json"], capsys)
+    chain = json.loads(out)
+    # Then it was trained on the upload, approved by the policy and went live
+    assert code == 0
+    assert chain["pipeline_execution"]["trigger"] == "upload"
+    assert chain["approval_decision"]["policy_version"] == "approval-policy/1"
+    assert chain["deployment"]["outcome"] == "live"
+
+
+def test_unknown_starting_points_are_one_line_errors(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        ("lineage", "--model-version", "99"): "no model version 99 in closedloop-models (the newest is",
+        ("lineage", "--model-version", "latest"): "model version 'latest': expected a version number",
+        ("lineage", "--endpoint", "nope-endpoint"): "no endpoint 'nope-endpoint' in stack closedloop-demo",
+        ("lineage", "--inference-id", "no-such-id"): "no captured inference with id 'no-such-id'",
+        ("approve", "99", "--reason", "r", "--yes"): "no model version 99 in closedloop-models",
+        ("reject", "99", "--reason", "r", "--yes"): "no model version 99 in closedloop-models",
+        ("dlq", "show", "NoSuchDlq"): "no dead-letter queue 'NoSuchDlq': choose one of",
+    }
+    for args, message in cases.items():
+        code, out, err = run([*args, *local], capsys)
+        assert (code, out) == (2, ""), args
+        assert err.startswith(f"closedloop: {message}"), (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# -- approve / reject ------------------------------------------------------------------------------
+
+
+def test_approve_and_reject_refuse_versions_in_the_wrong_state(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An approved version cannot be approved again
+    code, _, err = run(["approve", "2", "--reason", "again", "--yes", *local], capsys)
+    assert code == 2
+    assert err.strip() == (
+        "closedloop: closedloop-models/2 is Approved, not PendingManualApproval: "
+        "only a pending version can be approved (it already is)"
+    )
+    # A rejected version can be neither approved nor rejected again
+    version = register_copy(demo.loop, 2)
+    code, _, _ = run(["reject", str(version), "--reason", "duplicate registration", "--yes", *local], capsys)
+    assert code == 0
+    for action in ("approve", "reject"):
+        code, _, err = run([action, str(version), "--reason", "r", "--yes", *local], capsys)
+        assert code == 2 and f"closedloop-models/{version} is Rejected" in err
+        assert len(err.strip().splitlines()) == 1
+    # And the reason is mandatory, and must say something
+    code, _, err = run(["reject", "2", "--reason", "   ", "--yes", *local], capsys)
+    assert code == 2 and "--reason must say why" in err
+    with pytest.raises(SystemExit) as exit_info:
+        run(["approve", "2", *local], capsys)
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --reason" in capsys.readouterr().err
+
+
+def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the officer considers rejecting version 1 (approved by the gate, since replaced)
+    # When they answer "n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    code, out, err = run(["reject", "1", "--reason", "superseded by version 2", *local], capsys)
+    # Then they saw the evidence, the gate's decision, and were asked
+    assert code == 1
+    assert out.startswith("model version closedloop-models/1: Approved (registered ")
+    for line in (
+        "  evaluation   auc ",
+        "  bias         group=B: DI ",
+        "  PII report   clean, 0 file(s) with undeclared PII quarantined",
+        "  gate         approved by approval-policy/1 (auto mode, policy said approve) at ",
+        "  policy now   approval-policy/1 says ",
+        "  changed by   arn:aws:sts::123456789012:assumed-role/closedloop-demo-ApprovalGateFunctionRole-",
+    ):
+        assert line in out, line
+    assert "Reject closedloop-models/1 as arn:aws:sts::123456789012:user/moto? [y/N]" in err
+    assert "not confirmed: nothing was changed" in err
+    assert status_of(demo, 1)["ModelApprovalStatus"] == "Approved"
+    # When they answer "y"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, out, _ = run(["reject", "1", "--reason", "superseded by version 2", *local], capsys)
+    # Then the registry says who rejected it and why
+    described = status_of(demo, 1)
+    assert code == 0 and described["ModelApprovalStatus"] == "Rejected"
+    assert described["ApprovalDescription"].startswith("Rejected by arn:aws:sts::123456789012:user/moto at ")
+    assert described["ApprovalDescription"].endswith(" via closedloop: superseded by version 2")
+    assert described["LastModifiedBy"]["IamIdentity"]["Arn"] == "arn:aws:sts::123456789012:user/moto"
+    assert "rejected closedloop-models/1 (was Approved)" in out
+    # And the rollout route saw it: a version that is not live is only recorded, version 2 keeps serving
+    demo.settle()
+    verdicts = [d for d in ledger(demo).decisions_for(package_arn(demo, 1)) if d.route == "model-approval"]
+    assert verdicts and verdicts[-1].action in {"rollback", "verify_approver"}
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+
+
+def test_a_person_s_approval_in_auto_mode_is_refused_by_the_rollout(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a pending version in a stack whose gate approves by policy
+    version = register_copy(demo.loop, 2)
+    # When a person approves it
+    code, out, _ = run(["approve", str(version), "--reason", "looks fine to me", "--yes", *local, "--json"], capsys)
+    payload = json.loads(out)
+    # Then the flip is made, with the warning that it will not deploy
+    assert code == 0 and payload["result"]["status"] == "Approved"
+    assert payload["warnings"][0].startswith("the stack is in auto approval mode")
+    assert payload["evidence"]["quality"]["auc"] > 0.5 and payload["evidence"]["pii_clean"] is True
+    # And the rollout route refuses it: nothing new is deployed
+    demo.settle()
+    verdicts = [d for d in ledger(demo).decisions_for(package_arn(demo, version)) if d.route == "model-approval"]
+    assert [(d.action, d.result) for d in verdicts] == [("verify_approver", "refused")]
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+
+
+# -- audit and dead letters ------------------------------------------------------------------------
+
+
+def test_the_audit_covers_every_route(demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    code, out, _ = run(["audit", "--since", today, *local, "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {row["route"] for row in rows} >= ROUTES
+    assert all(json.loads(row["details"]) is not None for row in rows)
+    started = [r for r in rows if r["route"] == "alarm" and r["result"] == "started"]
+    assert len(started) == 1 and started[0]["business_key"].startswith("alarm:closedloop-drift-")
+    code, out, _ = run(["audit", "--since", "2999-01-01", *local], capsys)
+    assert code == 0 and out.strip() == "no automated decisions since 2999-01-01"
+
+
+def test_a_redriven_lambda_failure_that_was_handled_meanwhile_is_a_no_op(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = demo.loop
+    # Given the first pipeline's Succeeded event, already handled by the approval gate...
+    finished = next(
+        event
+        for event in loop.emitter.published
+        if event["detail-type"] == "SageMaker Model Building Pipeline Execution Status Change"
+        and event["detail"]["currentPipelineExecutionStatus"] == "Succeeded"
+    )
+    gate = loop.stack.functions["ApprovalGateFunction"]
+    # ...that also ended in the on-failure destination during an outage (Lambda's record format)
+    record = {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{gate.arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": finished,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "ThrottledError", "errorMessage": "Rate exceeded"},
+    }
+    dlq = loop.output("FunctionFailuresDlqUrl")
+    loop.client("sqs").send_message(QueueUrl=dlq, MessageBody=json.dumps(record))
+    decisions_before = len(ledger(demo).decisions_since(datetime(2000, 1, 1, tzinfo=UTC)))
+    invocations_before = len(loop.dispatcher.invocations)
+    # When the operator looks at it
+    code, out, _ = run(["dlq", "show", "FunctionFailuresDlq", *local, "--json"], capsys)
+    (letter,) = json.loads(out)
+    assert code == 0 and letter["kind"] == "lambda-destination"
+    assert letter["reason"] == "ThrottledError: Rate exceeded (RetriesExhausted, 3 attempts)"
+    assert letter["detail_type"] == "SageMaker Model Building Pipeline Execution Status Change"
+    # And redrives it
+    code, out, _ = run(["dlq", "redrive", "FunctionFailuresDlq", *local, "--yes"], capsys)
+    assert code == 0 and out.strip() == "redriven 1 message(s) from FunctionFailuresDlq"
+    demo.settle()
+    # Then the gate ran again and decided nothing new: the version is as it was, the queue is empty
+    redriven = loop.dispatcher.invocations[invocations_before:]
+    assert [(i.function, i.error) for i in redriven] == [("ApprovalGateFunction", None)]
+    assert len(ledger(demo).decisions_since(datetime(2000, 1, 1, tzinfo=UTC))) == decisions_before
+    code, out, _ = run(["dlq", "list", *local, "--json"], capsys)
+    assert {d["queue"]: d["messages"] + d["in_flight"] for d in json.loads(out)}["FunctionFailuresDlq"] == 0
+
+
+def test_a_redriven_approval_that_was_deployed_meanwhile_is_a_no_op(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = demo.loop
+    # Given the approval of version 2 (deployed long since) in DeployModelDlq, as route 4 leaves one
+    approved = next(
+        event
+        for event in loop.emitter.published
+        if event["detail-type"] == "SageMaker Model Package State Change"
+        and event["detail"]["ModelPackageVersion"] == 2
+        and event["detail"]["ModelApprovalStatus"] == "Approved"
+    )
+    loop.client("sqs").send_message(
+        QueueUrl=loop.output("DeployModelDlqUrl"),
+        MessageBody=json.dumps(approved),
+        MessageAttributes={
+            "closedloop-error": {"DataType": "String", "StringValue": "EndpointBusy"},
+            "closedloop-reason": {"DataType": "String", "StringValue": "the endpoint stayed Updating for 60 receives"},
+        },
+    )
+    before = ledger(demo).decisions_for(package_arn(demo, 2))
+    configs_before = loop.client("sagemaker").list_endpoint_configs()["EndpointConfigs"]
+    invocations_before = len(loop.dispatcher.invocations)
+    # When the operator reads why and redrives it
+    code, out, _ = run(["dlq", "show", "DeployModelDlq", *local], capsys)
+    assert code == 0 and "EndpointBusy: the endpoint stayed Updating for 60 receives" in out
+    code, out, _ = run(["dlq", "redrive", "DeployModelDlq", *local, "--yes"], capsys)
+    assert code == 0 and out.strip() == "redriven 1 message(s) from DeployModelDlq"
+    demo.settle()
+    # Then route 4 handled it again and deployed nothing: the same status change was decided before
+    redriven = loop.dispatcher.invocations[invocations_before:]
+    assert [(i.function, i.error) for i in redriven] == [("DeployModelFunction", None)]
+    after = ledger(demo).decisions_for(package_arn(demo, 2))
+    new = [(d.action, d.result) for d in after if d not in before]
+    assert all(result in {"duplicate", "already_live", "skipped"} for _, result in new), new
+    assert loop.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == configs_before
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+
+
+# -- the notebook ----------------------------------------------------------------------------------
+
+
+def test_the_operator_notebook_runs_against_the_demo_loop(
+    demo: Demo, local: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a version waiting for an approver, and the notebook pointed at the kept loop
+    version = register_copy(demo.loop, 2)
+    monkeypatch.setenv("CLOSEDLOOP_STATE_FILE", local[local.index("--state-file") + 1])
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    # When every code cell runs in order (the kept loop keeps delivering events in between)
+    cells = code_cells(ROOT / "docs" / "operator.ipynb")
+    assert len(cells) >= 10
+    for cell_id, source in cells:
+        exec(compile(source, f"operator.ipynb:{cell_id}", "exec"), namespace)
+        demo.settle()
+    printed = capsys.readouterr().out
+    # Then it saw the loop as the command line does
+    assert namespace["group"].live["version"] == 2
+    assert namespace["chain"]["model_version"]["version"] == 2
+    assert namespace["chain"]["inference"]["inference_id"] == namespace["inference_id"]
+    assert {d.route for d in namespace["decisions"]} >= ROUTES
+    assert "digraph lineage {" in namespace["dot"]
+    # And the flip went through, with the rollout's answer
+    assert namespace["version"] == version and namespace["flipped"].status == "Approved"
+    assert [(d.action, d.result) for d in namespace["verdicts"]] == [("verify_approver", "refused")]
+    assert "policy now   approval-policy/1 says approve" in printed
