@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from closedloop_ops.local.demo import Demo, run_demo
+from support.events import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
@@ -50,15 +51,7 @@ def test_chaos_really_happened(chaos_run: dict[str, Any]) -> None:
     assert chaos["duplicates"] >= chaos["events"] // 2
     assert chaos["throttles"] > 0
     # one crash between side effect and ledger write in every route
-    assert set(chaos["crashed_routes"]) == {
-        "data-arrival",
-        "data-prepared",
-        "pipeline-finished",
-        "model-approval",
-        "deployment-outcome",
-        "alarm",
-        "drift-monitor",
-    }
+    assert set(chaos["crashed_routes"]) == ROUTES
     assert any("ChaosCrash" in (i.error or "") for i in chaos_run["errors"])
 
 

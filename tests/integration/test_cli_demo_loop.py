@@ -21,18 +21,9 @@ import pytest
 from closedloop.ledger import Ledger
 from closedloop_ops.local.demo import Demo
 from support.cli import ROOT, code_cells, kept_demo, local_args, register_copy, run
+from support.events import ROUTES
 
 pytestmark = pytest.mark.slow
-
-ROUTES = {
-    "data-arrival",
-    "data-prepared",
-    "pipeline-finished",
-    "model-approval",
-    "deployment-outcome",
-    "alarm",
-    "drift-monitor",
-}
 
 
 @pytest.fixture(scope="module")

@@ -124,12 +124,8 @@ def test_model_approval_the_same_approval_twice_at_once_updates_the_endpoint_onc
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    world.live()
+    v2 = world.approved()
     event = world.event(v2)
     approvals = world.deploy.approvals
     sagemaker = approvals._rollout._hosting._sagemaker
@@ -151,13 +147,9 @@ def test_deployment_outcome_the_same_endpoint_event_twice_at_once_records_one_ou
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome(world.endpoint_event())  # loads the function
+    world.live()  # loads the function
     world.notifications()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    v2 = world.approved()
     world.deliver(world.event(v2))
     event = ENDPOINT_EVENT.validate_python(world.endpoint_event())
     recorder = world.record.recorder

@@ -124,12 +124,8 @@ def test_model_approval_crash_after_update_endpoint_finds_the_version_serving(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    world.live()
+    v2 = world.approved()
     batch = sqs_batch([world.event(v2)], queue_arn=world.queue_arn)
     sagemaker = world.deploy.approvals._rollout._hosting._sagemaker  # the deploy function's own client
     # When the function dies right after UpdateEndpoint

@@ -67,12 +67,8 @@ def test_a_deployment_state_change_delivered_twice_records_one_outcome(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    world.live()
+    v2 = world.approved()
     world.deliver(world.event(v2))
     done = world.endpoint_event("SageMaker Endpoint Deployment State Change")
     tags = world.record.recorder._registry._sagemaker

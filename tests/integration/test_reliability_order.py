@@ -44,13 +44,9 @@ def test_uploads_redelivered_in_another_order_are_the_same_run(stack: Stack) -> 
 
 def test_a_late_progress_event_after_the_outcome_changes_nothing(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
+    world.live()
     world.hold_next_update()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    v2 = world.approved()
     world.deliver(world.event(v2))
     progress = world.endpoint_event("SageMaker Endpoint Deployment State Change")  # UPDATING, while it runs
     from closedloop_ops.moto_ext.hosting import finish_update

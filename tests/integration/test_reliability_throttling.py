@@ -141,12 +141,8 @@ def test_pipeline_finished_throttled_decides_once(stack: Stack) -> None:
 
 def test_model_approval_throttled_updates_the_endpoint_once(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    world.live()
+    v2 = world.approved()
     event = world.event(v2)
     sagemaker = world.deploy.approvals._rollout._hosting._sagemaker
     with (
@@ -164,12 +160,8 @@ def test_model_approval_throttled_updates_the_endpoint_once(stack: Stack, monkey
 
 def test_deployment_outcome_throttled_records_one_outcome(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
-    v1 = world.register()
-    world.set_status(v1, "Approved")
-    world.deliver(world.event(v1))
-    world.outcome()
-    v2 = world.register()
-    world.set_status(v2, "Approved")
+    world.live()
+    v2 = world.approved()
     world.deliver(world.event(v2))
     event = world.endpoint_event()
     sagemaker = world.record.recorder._hosting._sagemaker

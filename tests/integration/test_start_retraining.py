@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import uuid
@@ -23,19 +22,12 @@ from closedloop.training.requests import client_request_token
 from closedloop_ops.local.intrinsics import Resolver
 from closedloop_ops.local.template import load_template
 from closedloop_ops.moto_ext.monitoring import finish_pipeline_execution
-from support.events import load_event
 from support.handlers import FakeLambdaContext, load_handler
 from support.stack import ACCOUNT, REGION, Stack
+from support.worlds import PREPARED, alarm_event, retraining_world
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "alarms"
-PREPARED = {
-    "prepared_manifest_uri": "s3://closedloop-test-data/prepared/loans/run-7/manifest.json",
-    "data_uri": "s3://closedloop-test-data/prepared/loans/run-7/data.csv",
-    "prep_run_id": "run-7",
-    "dataset": "loans",
-    "code_version": "sha256:0f3c",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -50,52 +42,13 @@ def _fresh_metrics() -> Iterator[None]:
 
 @pytest.fixture
 def world(stack: Stack) -> Stack:
-    """The pipeline, the latest prepared data, and the drift alarms (tagged as the template does)."""
-    settings = stack.settings
-    boto3.client("sagemaker").create_pipeline(
-        PipelineName=settings.pipeline_name,
-        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []}),
-        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/closedloop-pipeline",
-    )
-    ledger(stack).put_state(ledger_keys.latest_prepared(settings.model_package_group), PREPARED)
-    cloudwatch = boto3.client("cloudwatch")
-    for name, metric in (("features", "MaxFeaturePSI"), ("predictions", "PredictionKS"), ("bias", "BiasDrift")):
-        cloudwatch.put_metric_alarm(
-            AlarmName=f"closedloop-drift-{name}",
-            Namespace="closedloop/Drift",
-            MetricName=metric,
-            Dimensions=[{"Name": "Endpoint", "Value": settings.endpoint_name}],
-            Statistic="Maximum",
-            Period=3600,
-            EvaluationPeriods=1,
-            Threshold=0.2,
-            ComparisonOperator="GreaterThanThreshold",
-            TreatMissingData="notBreaching",
-            Tags=[{"Key": "closedloop:model-group", "Value": settings.model_package_group}],
-        )
-    return stack
+    return retraining_world(stack)
 
 
 def ledger(stack: Stack, clock: Any = None) -> Ledger:
     if clock is None:
         return Ledger(stack.settings.ledger_table, boto3.client("dynamodb"))
     return Ledger(stack.settings.ledger_table, boto3.client("dynamodb"), clock=clock)
-
-
-def alarm_event(
-    name: str = "closedloop-drift-features", *, at: datetime, state: str = "ALARM", previous: str = "OK"
-) -> dict[str, Any]:
-    """An alarm state change as EventBridge delivers it (shaped like events/alarm_state_change.json)."""
-    event = copy.deepcopy(load_event("alarm_state_change"))
-    event["id"] = str(uuid.uuid4())
-    event["account"], event["region"] = ACCOUNT, REGION
-    event["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"]
-    event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    detail = event["detail"]
-    detail["alarmName"] = name
-    detail["state"]["value"], detail["previousState"]["value"] = state, previous
-    detail["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
-    return event
 
 
 def executions() -> list[dict[str, Any]]:

@@ -10,6 +10,18 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+# The seven routes, by the name each records in the ledger.
+ROUTES = frozenset(
+    {
+        "data-arrival",
+        "data-prepared",
+        "pipeline-finished",
+        "model-approval",
+        "deployment-outcome",
+        "alarm",
+        "drift-monitor",
+    }
+)
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -123,6 +123,19 @@ class Rollout:
             )
         self.identities[as_role, session].update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
 
+    def approved(self) -> str:
+        """A new version, approved by the gate."""
+        arn = self.register()
+        self.set_status(arn, "Approved")
+        return arn
+
+    def live(self) -> str:
+        """A new version, approved, deployed and recorded live: the endpoint serves it."""
+        arn = self.approved()
+        self.deliver(self.event(arn))
+        self.outcome()
+        return arn
+
     def event(self, arn: str, *, event_id: str | None = None, **detail: Any) -> dict[str, Any]:
         """The registry's state change event for a version as it is now (shaped like the sample)."""
         described = self.sm.describe_model_package(ModelPackageName=arn)
