@@ -15,11 +15,12 @@ from closedloop import ledger_keys
 from closedloop.drift.monitor import DriftMonitor, key_time
 from closedloop.events.scheduler import DriftMonitorRun
 from closedloop.ledger import Ledger
-from closedloop_ops.synthetic import NO_DRIFT, STRONG_DRIFT, Drift, rows
-from support.capture import baseline_document, bias_report, capture_file, capture_key, deploy_live_model
+from closedloop_ops.synthetic import STRONG_DRIFT, rows
+from support.capture import baseline_document, capture_file, deploy_live_model
 from support.events import load_event
 from support.handlers import FakeLambdaContext, load_handler
 from support.stack import ACCOUNT, REGION, Stack
+from support.worlds import drift_world, put_capture
 
 NAMESPACE = "closedloop/Drift"
 
@@ -42,35 +43,8 @@ def baseline() -> dict[str, Any]:
 @pytest.fixture
 def live(stack: Stack, baseline: dict[str, Any]) -> Stack:
     """The endpoint serves a model version (deployed three hours ago) with its baseline and bias report."""
-    settings = stack.settings
-    stack.clients["package"] = deploy_live_model(
-        account=ACCOUNT,
-        region=REGION,
-        endpoint=settings.endpoint_name,
-        model_group=settings.model_package_group,
-        evidence_bucket=settings.artifacts_bucket,
-        capture_bucket=settings.capture_bucket,
-        baseline=baseline,
-        bias=bias_report(dppl=baseline["bias"]["dppl"]),
-        deployed_at=datetime.now(UTC) - timedelta(hours=3),
-    )
+    stack.clients["package"] = drift_world(stack, records=0, baseline=baseline)
     return stack
-
-
-def put_capture(
-    stack: Stack,
-    at: datetime,
-    n: int,
-    *,
-    seed: int = 2,
-    drift: Drift = NO_DRIFT,
-    variant: str = "AllTraffic",
-    body: bytes | None = None,
-) -> str:
-    key = capture_key(stack.settings.endpoint_name, at, variant=variant)
-    data = body if body is not None else capture_file(rows(n, seed=seed, drift=drift), start=at, rows_per_request=4)
-    boto3.client("s3").put_object(Bucket=stack.settings.capture_bucket, Key=key, Body=data)
-    return key
 
 
 def run_handler(handler: Any, execution_id: str = "c7b2e9f4a1d35806") -> dict[str, Any]:
@@ -346,6 +320,31 @@ def test_a_second_run_while_one_is_measuring_is_skipped(live: Stack) -> None:
     result = monitor(live).run(trigger())
     assert (result.result, result.records) == ("skipped", 0)
     assert "another run" in result.reason
+
+
+def test_a_warm_container_measures_against_the_baseline_file_as_it_is_now(live: Stack) -> None:
+    from closedloop.drift import monitor as monitor_module
+
+    endpoint = live.settings.endpoint_name
+    start = datetime.now(UTC) - timedelta(hours=2)
+    put_capture(live, start, 600, seed=21)
+    monitor(live).run(trigger("run-1"))
+    plans = dict(monitor_module._PLANS)
+    put_capture(live, start + timedelta(minutes=10), 600, seed=22)
+    monitor(live).run(trigger("run-2"))
+    # The same evidence files: the second run used the plan the first one built
+    assert plans == monitor_module._PLANS
+    # When the baseline file is replaced (a baseline from other data), the next run measures against it
+    drifted = baseline_document(n=2000, seed=3, drift=STRONG_DRIFT)
+    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=live.clients["package"])
+    baseline_uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
+    bucket, key = baseline_uri.removeprefix("s3://").split("/", 1)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(drifted).encode())
+    put_capture(live, start + timedelta(minutes=20), 600, seed=23)
+    monitor(live).run(trigger("run-3"))
+    psi = [d.details["max_feature_psi"] for d in decisions(live, f"drift:{endpoint}") if d.result == "published"]
+    assert len(psi) == 3
+    assert max(psi[:2]) < live.settings.drift_psi_threshold < psi[2]
 
 
 def test_capture_keys_carry_their_start_time() -> None:

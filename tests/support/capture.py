@@ -40,9 +40,9 @@ def score(row: dict[str, str]) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def baseline_document(n: int = 4000, seed: int = 1) -> dict[str, Any]:
-    """`baseline.json` of `n` undrifted rows and the model's scores on them."""
-    rows = list(synthetic.rows(n, seed=seed))
+def baseline_document(n: int = 4000, seed: int = 1, drift: synthetic.Drift = synthetic.NO_DRIFT) -> dict[str, Any]:
+    """`baseline.json` of `n` rows (undrifted unless `drift` says otherwise) and the model's scores on them."""
+    rows = list(synthetic.rows(n, seed=seed, drift=drift))
     return build_baseline(
         rows,
         feature_order=FEATURES,

@@ -19,7 +19,7 @@ import boto3
 from closedloop import ledger_keys
 from closedloop.ledger import Ledger
 from closedloop_ops.moto_ext.pipelines import record_execution_step
-from closedloop_ops.synthetic import rows
+from closedloop_ops.synthetic import NO_DRIFT, Drift, rows
 from support.capture import baseline_document, bias_report, capture_file, capture_key, deploy_live_model
 from support.events import load_event
 from support.stack import ACCOUNT, REGION, Stack
@@ -157,10 +157,20 @@ def _baseline() -> dict[str, Any]:
     return baseline_document(n=2000, seed=1)
 
 
-def put_capture(stack: Stack, at: datetime, n: int, *, seed: int = 2) -> str:
-    key = capture_key(stack.settings.endpoint_name, at)
-    body = capture_file(rows(n, seed=seed), start=at, rows_per_request=4)
-    boto3.client("s3", region_name=REGION).put_object(Bucket=stack.settings.capture_bucket, Key=key, Body=body)
+def put_capture(
+    stack: Stack,
+    at: datetime,
+    n: int,
+    *,
+    seed: int = 2,
+    drift: Drift = NO_DRIFT,
+    variant: str = "AllTraffic",
+    body: bytes | None = None,
+) -> str:
+    """A capture file of `n` synthetic rows (or `body`) written at `at`, where SageMaker writes it."""
+    key = capture_key(stack.settings.endpoint_name, at, variant=variant)
+    data = body if body is not None else capture_file(rows(n, seed=seed, drift=drift), start=at, rows_per_request=4)
+    boto3.client("s3", region_name=REGION).put_object(Bucket=stack.settings.capture_bucket, Key=key, Body=data)
     return key
 
 

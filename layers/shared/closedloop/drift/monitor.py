@@ -21,6 +21,7 @@ data: the watermark of its variant stays before it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -135,6 +136,30 @@ def key_time(key: str) -> datetime | None:
         return datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
     except ValueError:
         return None
+
+
+# Drift plans by the digests of (baseline, bias report): (plan, why the bias report was not used).
+_PLANS: dict[tuple[str, str], tuple[DriftPlan, str]] = {}
+PLANS_KEPT = 4
+
+
+def _build_plan(live: LiveModel, baseline_bytes: bytes, bias_bytes: bytes | None) -> tuple[DriftPlan, str]:
+    """Parse the evidence files and prepare the plan.
+
+    Raises:
+        _NotMeasurable: the baseline is unusable (a bias report that is not only costs the warning).
+    """
+    try:
+        baseline = Baseline.model_validate(json.loads(baseline_bytes))
+    except (ValueError, ValidationError) as exc:
+        raise _NotMeasurable("invalid-baseline", f"baseline {live.baseline_uri} is unusable: {_problem(exc)}") from None
+    bias_report, problem = None, ""
+    if bias_bytes is not None:
+        try:
+            bias_report = BiasReport.model_validate(json.loads(bias_bytes))
+        except (ValueError, ValidationError) as exc:
+            problem = _problem(exc)
+    return DriftPlan(baseline, bias_report), problem
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -384,28 +409,38 @@ class DriftMonitor:
         return None
 
     def _plan(self, live: LiveModel) -> DriftPlan:
-        try:
-            baseline = Baseline.model_validate(self._read_json(live.baseline_uri))
-        except (ValueError, ValidationError) as exc:
-            raise _NotMeasurable(
-                "invalid-baseline", f"baseline {live.baseline_uri} is unusable: {_problem(exc)}"
-            ) from None
-        bias_report = None
+        """The live model's drift plan, built once per warm container for the same evidence files.
+
+        Every run reads the baseline and bias report again (a new version brings new files); only
+        when their bytes are those of a plan already built is the parsing and preparing skipped.
+        """
+        baseline_bytes = self._read(live.baseline_uri)
+        bias_bytes, bias_problem = None, ""
         if live.bias_report_uri:
             try:
-                bias_report = BiasReport.model_validate(self._read_json(live.bias_report_uri))
-            except (ValueError, ValidationError, _NotMeasurable) as exc:
-                logger.warning("bias report unusable; the baseline's DPPL is the reference", error=_problem(exc))
-        return DriftPlan(baseline, bias_report)
+                bias_bytes = self._read(live.bias_report_uri)
+            except _NotMeasurable as exc:
+                bias_problem = _problem(exc)
+        key = (hashlib.sha256(baseline_bytes).hexdigest(), hashlib.sha256(bias_bytes or b"").hexdigest())
+        if key not in _PLANS:
+            _PLANS[key] = _build_plan(live, baseline_bytes, bias_bytes)
+            while len(_PLANS) > PLANS_KEPT:
+                _PLANS.pop(next(iter(_PLANS)))
+        plan, parse_problem = _PLANS[key]
+        if bias_problem or parse_problem:
+            logger.warning(
+                "bias report unusable; the baseline's DPPL is the reference", error=bias_problem or parse_problem
+            )
+        return plan
 
-    def _read_json(self, uri: str) -> Any:
+    def _read(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         try:
             with aws_errors("s3:GetObject(evidence)", passthrough=is_not_found):
-                body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                body: bytes = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError:
             raise _NotMeasurable("no-baseline", f"{uri} does not exist") from None
-        return json.loads(body)
+        return body
 
     # -- captured traffic -------------------------------------------------------------------------
 

@@ -304,6 +304,9 @@ class CaptureSketch:
     score_bins: list[int] = field(init=False)
     score_hits: list[int] = field(init=False)
     score_gaps: list[int] = field(init=False)
+    _numeric_counters: list[tuple[int, list[float], list[float], int, list[int], list[int], list[int]]] = field(
+        init=False, repr=False, compare=False
+    )
     group_rows: dict[str, int] = field(default_factory=dict)
     group_positives: dict[str, int] = field(default_factory=dict)
 
@@ -312,6 +315,14 @@ class CaptureSketch:
         self.numeric_bins = [[0] * len(spec.expected) for spec in plan.numeric]
         self.numeric_hits = [[0] * len(spec.reference or ()) for spec in plan.numeric]
         self.numeric_gaps = [[0] * (len(spec.reference or ()) + 1) for spec in plan.numeric]
+        # per numeric feature, what counting one value touches (the per-row loop looks up nothing else)
+        self._numeric_counters = [
+            (spec.column, spec.inner_edges, reference, len(reference), bins, hits, gaps)
+            for spec, bins, hits, gaps in zip(
+                plan.numeric, self.numeric_bins, self.numeric_hits, self.numeric_gaps, strict=True
+            )
+            for reference in [spec.reference.values if spec.reference else []]
+        ]
         self.categorical_counts = [{} for _ in plan.categorical]
         scores = plan.scores
         self.score_bins = [0] * (len(scores.expected) if scores else 0)
@@ -348,24 +359,21 @@ class CaptureSketch:
         return True
 
     def _count_features(self, cells: list[str]) -> None:
-        for index, spec in enumerate(self.plan.numeric):
-            bins = self.numeric_bins[index]
+        for column, inner_edges, values, n_values, bins, hits, gaps in self._numeric_counters:
             try:
-                value = float(cells[spec.column])
+                value = float(cells[column])
             except ValueError:
                 value = math.nan
             if math.isnan(value):  # empty, not a number, or NaN: the missing bucket
                 bins[-1] += 1
                 continue
-            bins[bisect_right(spec.inner_edges, value)] += 1
-            reference = spec.reference
-            if reference is not None:
-                values = reference.values
+            bins[bisect_right(inner_edges, value)] += 1
+            if n_values:
                 at = bisect_left(values, value)
-                if at < len(values) and values[at] == value:
-                    self.numeric_hits[index][at] += 1
+                if at < n_values and values[at] == value:
+                    hits[at] += 1
                 else:
-                    self.numeric_gaps[index][at] += 1
+                    gaps[at] += 1
         for index, cat in enumerate(self.plan.categorical):
             counts = self.categorical_counts[index]
             text = cells[cat.column].strip()
