@@ -101,7 +101,7 @@ demo: $(VENV)/.ready build/pipeline.json  ## the whole closed loop on this machi
 	$(BIN)/closedloop demo
 
 .PHONY: bench
-bench: $(VENV)/.ready $(SAM_VENV)/.ready  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
+bench: $(VENV)/.ready $(SAM_VENV)/.ready build/pipeline.json  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
 	PYTHONPATH=tests $(BIN)/python bench/run.py
 
 .PHONY: build
