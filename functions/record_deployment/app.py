@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from closedloop import aws
-from closedloop.deploy.models import validation_problems
 from closedloop.deploy.outcome import DeploymentRecorder
 from closedloop.errors import InvalidEventError
+from closedloop.events.base import validation_problems
 from closedloop.events.endpoint import ENDPOINT_EVENT
 from closedloop.ledger import Ledger
 from closedloop.notify import Notifier

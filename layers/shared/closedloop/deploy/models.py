@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from closedloop import lineage
 
@@ -15,14 +15,6 @@ DeploymentKind = Literal["deploy", "rollback"]
 Outcome = Literal["live", "rolled_back", "failed"]
 
 UNKNOWN = "unknown"
-
-
-def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
-    """Where and why a parser model rejected an event — without the input values."""
-    return [
-        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ][:10]
 
 
 class ModelPackage(BaseModel):

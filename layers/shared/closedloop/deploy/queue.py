@@ -22,11 +22,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import ValidationError
 
 from closedloop.aws import aws_errors
-from closedloop.deploy.models import validation_problems
 from closedloop.deploy.policy import backoff_seconds
 from closedloop.deploy.rollout import ROUTE, Rollout
 from closedloop.errors import ClosedloopError, EndpointBusyError, InvalidEventError
-from closedloop.events.base import SqsRecordModel
+from closedloop.events.base import SqsRecordModel, validation_problems
 from closedloop.events.registry import ModelPackageStateChangeEvent
 from closedloop.ledger import Decision, Ledger
 from closedloop.notify import Notifier

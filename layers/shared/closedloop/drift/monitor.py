@@ -41,7 +41,7 @@ from closedloop.drift.capture import CHUNK_SIZE, CaptureFileSkipped, CaptureRead
 from closedloop.drift.requests import build_put_metric_data_requests
 from closedloop.drift.sketch import CaptureSketch, DriftPlan, DriftReport
 from closedloop.errors import ClosedloopError, LockHeldError
-from closedloop.events.cloudwatch import validation_problems
+from closedloop.events.base import validation_problems
 from closedloop.events.scheduler import DriftMonitorRun
 from closedloop.ledger import Clock, Decision, Ledger, utcnow
 from closedloop.observability import logger, metrics

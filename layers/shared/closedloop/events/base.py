@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class EventBridgeModel(BaseModel):
@@ -65,3 +65,18 @@ class SqsRecordModel(BaseModel):
     eventSource: Literal["aws:sqs"]
     eventSourceARN: str
     awsRegion: str
+
+
+def single_source(value: Any) -> Any:
+    """A duplicated `source` key (last one kept) arrives as a one-element list: the source it names."""
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
+    """Where and why a model rejected an event — without the values it held."""
+    return [
+        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ][:10]

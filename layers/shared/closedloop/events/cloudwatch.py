@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from closedloop.errors import InvalidEventError
-from closedloop.events.base import EventBridgeModel
+from closedloop.events.base import EventBridgeModel, validation_problems
 
 AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
@@ -143,14 +143,6 @@ class AlarmStateChangeEvent(EventBridgeModel):
                     str(t["arn"]).rsplit(":alarm:", 1)[-1] for t in triggering if isinstance(t, dict) and "arn" in t
                 ]
         return summary
-
-
-def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
-    """Where and why the model rejected an event — without the values it held."""
-    return [
-        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ][:10]
 
 
 def parse_alarm_event(event: dict[str, Any]) -> AlarmStateChangeEvent:

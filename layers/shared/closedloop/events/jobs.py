@@ -20,17 +20,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from closedloop.errors import InvalidEventError
-from closedloop.events.base import EventBridgeModel
+from closedloop.events.base import EventBridgeModel, single_source, validation_problems
 
 GlueTerminalState = Literal["SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"]
 ProcessingTerminalStatus = Literal["Completed", "Failed", "Stopped"]
-
-
-def single_source(value: Any) -> Any:
-    """A duplicated `source` key (last one kept) arrives as a one-element list: the source it names."""
-    if isinstance(value, list) and len(value) == 1:
-        return value[0]
-    return value
 
 
 class GlueJobStateChangeDetail(BaseModel):
@@ -79,14 +72,6 @@ class ProcessingJobStateChangeEvent(EventBridgeModel):
 
 PrepJobEvent = Annotated[GlueJobStateChangeEvent | ProcessingJobStateChangeEvent, Field(discriminator="detail_type")]
 _PREP_JOB_EVENT: TypeAdapter[GlueJobStateChangeEvent | ProcessingJobStateChangeEvent] = TypeAdapter(PrepJobEvent)
-
-
-def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
-    """Where and why the model rejected an event — without the values it held."""
-    return [
-        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ][:10]
 
 
 def parse_prep_job_event(event: Any) -> GlueJobStateChangeEvent | ProcessingJobStateChangeEvent:

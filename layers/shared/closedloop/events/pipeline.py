@@ -16,8 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from closedloop.errors import InvalidEventError
-from closedloop.events.base import EventBridgeModel
-from closedloop.events.jobs import single_source, validation_problems
+from closedloop.events.base import EventBridgeModel, single_source, validation_problems
 
 TerminalStatus = Literal["Succeeded", "Failed", "Stopped"]
 EXECUTION_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/([^/]+)/execution/([a-z0-9]+)$")

@@ -16,20 +16,13 @@ What AWS really sends, and what this model accepts because of it:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Json
 
-from closedloop.events.base import EventBridgeModel, SqsRecordModel
+from closedloop.events.base import EventBridgeModel, SqsRecordModel, single_source
 
 ApprovalDecision = Literal["Approved", "Rejected"]
-
-
-def single_source(value: Any) -> Any:
-    """`["aws.sagemaker"]` (a duplicated `source` key, last one kept) is the source it names."""
-    if isinstance(value, list) and len(value) == 1:
-        return value[0]
-    return value
 
 
 SageMakerSource = Annotated[Literal["aws.sagemaker"], BeforeValidator(single_source)]

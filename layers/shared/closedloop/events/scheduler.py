@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from closedloop.errors import InvalidEventError
-from closedloop.events.cloudwatch import validation_problems
+from closedloop.events.base import validation_problems
 
 SCHEDULER_CORRELATION = "execution_id"
 
