@@ -8,6 +8,7 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PIPELINE_VENV := .venv-pipeline
 CHECKOV_VENV := .venv-checkov
+RUNTIME_VENV := .venv-runtime
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 # sam build needs python3.13 (the Lambda runtime) on PATH; pyenv provides it next to 3.11.
@@ -40,6 +41,13 @@ $(CHECKOV_VENV)/.ready: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements/checkov.txt
+	touch $@
+
+# A function's import path on Lambda, for measuring cold starts: python3.13 with what the runtime
+# provides (requirements/runtime.txt) and the layer's pinned packages, nothing else.
+$(RUNTIME_VENV)/.ready: requirements/runtime.txt layers/shared/requirements.txt
+	python3.13 -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --no-deps -r requirements/runtime.txt -r layers/shared/requirements.txt
 	touch $@
 
 # The sagemaker SDK (build time only) in its own environment: it is ~1 GB and never enters a Lambda package.
@@ -101,8 +109,8 @@ demo: $(VENV)/.ready build/pipeline.json  ## the whole closed loop on this machi
 	$(BIN)/closedloop demo
 
 .PHONY: bench
-bench: $(VENV)/.ready $(SAM_VENV)/.ready build/pipeline.json  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
-	PYTHONPATH=tests $(BIN)/python bench/run.py
+bench: $(VENV)/.ready $(SAM_VENV)/.ready $(RUNTIME_VENV)/.ready build/pipeline.json  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
+	PYTHONPATH=tests $(BIN)/python bench/run.py --python $(RUNTIME_VENV)/bin/python
 
 .PHONY: build
 build: $(SAM_VENV)/.ready  ## sam build (python3.13, arm64)
