@@ -113,6 +113,20 @@ class RetrainOutcome(BaseModel):
     found_existing: bool = False
     cooldown_until: datetime | None = None
 
+    @classmethod
+    def of(
+        cls, trigger: AlarmTrigger, target: RetrainTarget, result: Literal["started", "suppressed"], **fields: Any
+    ) -> RetrainOutcome:
+        """The decision for one alarm event about one model group's pipeline."""
+        return cls(
+            alarm_name=trigger.alarm_name,
+            state_timestamp=trigger.state_timestamp,
+            result=result,
+            model_group=target.model_group,
+            pipeline_name=target.pipeline_name,
+            **fields,
+        )
+
 
 class AlarmRetraining:
     """Turns alarm state changes into (at most one running) retraining per model group."""
@@ -303,12 +317,10 @@ class AlarmRetraining:
             },
         )
         metrics.add_metric(name="RetrainingsStarted", unit=MetricUnit.Count, value=1)
-        return RetrainOutcome(
-            alarm_name=trigger.alarm_name,
-            state_timestamp=trigger.state_timestamp,
-            result="started",
-            model_group=target.model_group,
-            pipeline_name=target.pipeline_name,
+        return RetrainOutcome.of(
+            trigger,
+            target,
+            "started",
             execution_arn=execution_arn,
             found_existing=found_existing,
             cooldown_until=until,
@@ -330,12 +342,10 @@ class AlarmRetraining:
                 "matched_by": target.matched_by,
             },
         )
-        return RetrainOutcome(
-            alarm_name=trigger.alarm_name,
-            state_timestamp=trigger.state_timestamp,
-            result="started",
-            model_group=target.model_group,
-            pipeline_name=target.pipeline_name,
+        return RetrainOutcome.of(
+            trigger,
+            target,
+            "started",
             execution_arn=cooldown["execution_arn"],
             found_existing=True,
             cooldown_until=until,
@@ -429,12 +439,10 @@ class AlarmRetraining:
     ) -> RetrainOutcome:
         self._record(trigger, target, "suppressed", reason, {"suppressed_because": code, **details})
         metrics.add_metric(name="RetrainingsSuppressed", unit=MetricUnit.Count, value=1)
-        return RetrainOutcome(
-            alarm_name=trigger.alarm_name,
-            state_timestamp=trigger.state_timestamp,
-            result="suppressed",
-            model_group=target.model_group,
-            pipeline_name=target.pipeline_name,
+        return RetrainOutcome.of(
+            trigger,
+            target,
+            "suppressed",
             suppressed_because=code,
             reason=reason,
             cooldown_until=cooldown_until,

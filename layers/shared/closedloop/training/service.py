@@ -17,7 +17,7 @@ so even a crash between "started" and "recorded" starts nothing new on the retry
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -94,12 +94,15 @@ class PrepRunEnded(BaseModel):
         return f"run:{self.dataset}/{self.run_id}"
 
 
+TrainingResult = Literal["started", "refused", "prep-failed"]
+
+
 class TrainingOutcome(BaseModel):
     """What route 2 did about one preparation run."""
 
     model_config = ConfigDict(frozen=True)
 
-    result: Literal["started", "refused", "prep-failed"]
+    result: TrainingResult
     run_id: str
     dataset: str
     engine: str
@@ -112,6 +115,19 @@ class TrainingOutcome(BaseModel):
     data_uri: str | None = None
     rows: int | None = None
     latest_prepared_updated: bool = False
+
+    @classmethod
+    def of(cls, ended: PrepRunEnded, result: TrainingResult, **fields: Any) -> TrainingOutcome:
+        """The outcome for one run: the run as the event names it, and what route 2 did about it."""
+        return cls(
+            result=result,
+            run_id=ended.run_id,
+            dataset=ended.dataset,
+            engine=ended.engine,
+            job_name=ended.job_name,
+            prep_state=ended.state,
+            **fields,
+        )
 
 
 class TrainingStarter:
@@ -255,13 +271,9 @@ class TrainingStarter:
         )
         metrics.add_metric(name="PrepRunsFailed", unit=MetricUnit.Count, value=1)
         logger.warning("preparation run did not succeed", extra={"state": ended.state, "job": ended.job_name})
-        return TrainingOutcome(
-            result="prep-failed",
-            run_id=ended.run_id,
-            dataset=ended.dataset,
-            engine=ended.engine,
-            job_name=ended.job_name,
-            prep_state=ended.state,
+        return TrainingOutcome.of(
+            ended,
+            "prep-failed",
             reason=reason,
         )
 
@@ -285,13 +297,9 @@ class TrainingStarter:
             **details,
         )
         metrics.add_metric(name="TrainingRefused", unit=MetricUnit.Count, value=1)
-        return TrainingOutcome(
-            result="refused",
-            run_id=ended.run_id,
-            dataset=ended.dataset,
-            engine=ended.engine,
-            job_name=ended.job_name,
-            prep_state=ended.state,
+        return TrainingOutcome.of(
+            ended,
+            "refused",
             reason=reason,
             prepared_manifest_uri=prepared.prepared_manifest_uri,
             rows=0,
@@ -335,13 +343,9 @@ class TrainingStarter:
         self._record(ended, "started", "", details)
         metrics.add_metric(name="TrainingStarted", unit=MetricUnit.Count, value=1)
         logger.info("training started", extra={"execution_arn": execution_arn, "rows": prepared.rows})
-        return TrainingOutcome(
-            result="started",
-            run_id=ended.run_id,
-            dataset=ended.dataset,
-            engine=ended.engine,
-            job_name=ended.job_name,
-            prep_state=ended.state,
+        return TrainingOutcome.of(
+            ended,
+            "started",
             pipeline_name=settings.pipeline_name,
             execution_arn=execution_arn,
             prepared_manifest_uri=prepared.prepared_manifest_uri,
