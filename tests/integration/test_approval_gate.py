@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -12,11 +11,10 @@ import pytest
 
 from closedloop import ledger_keys
 from closedloop.errors import InvalidEventError
-from closedloop.ledger import Ledger
 from closedloop.retrain_lock import RetrainLock
 from closedloop_ops.moto_ext.pipelines import record_execution_step
-from support.handlers import FakeLambdaContext, load_handler
-from support.stack import ACCOUNT, REGION, Stack
+from support.handlers import invoke, load_handler
+from support.stack import ACCOUNT, REGION, Stack, notification_inbox
 from support.training import (
     bias_report,
     create_pipeline,
@@ -26,40 +24,22 @@ from support.training import (
     register_version,
     start_execution,
 )
+from support.worlds import ledger
 
 Inbox = Callable[[], list[dict[str, Any]]]
 GROUP = "closedloop-models"
 
 
 @pytest.fixture
-def inbox(stack: Stack) -> Iterator[Inbox]:
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="gate-inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("sns", region_name=REGION).subscribe(
-        TopicArn=stack.settings.notification_topic_arn, Protocol="sqs", Endpoint=arn
-    )
-
-    def read() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
-
-    yield read
+def inbox(stack: Stack) -> Inbox:
+    """The notifications published to the stack's topic."""
+    return notification_inbox(stack.settings, "gate-inbox")
 
 
 @pytest.fixture
 def gate(stack: Stack) -> Any:
     create_pipeline()
     return load_handler("approval_gate")
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-    return result
-
-
-def ledger(stack: Stack) -> Ledger:
-    return Ledger(stack.settings.ledger_table, boto3.client("dynamodb", region_name=REGION))
 
 
 def package(arn: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from closedloop.ledger import Ledger
 from support.events import object_created, sqs_batch
-from support.handlers import FakeLambdaContext, load_handler
+from support.handlers import invoke, load_handler
 from support.stack import REGION, Stack
 
 
@@ -25,11 +25,6 @@ def upload_events(stack: Stack, keys: list[str], dataset_sizes: int = 100) -> li
     return [
         object_created(stack.data_bucket, key, size=dataset_sizes, version_id=f"v-{i}") for i, key in enumerate(keys)
     ]
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-    return result
 
 
 def test_a_batch_starts_one_processing_job_with_the_expected_request(stack: Stack) -> None:

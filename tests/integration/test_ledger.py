@@ -9,7 +9,7 @@ import pytest
 
 from closedloop.errors import LockHeldError
 from closedloop.ledger import Decision, Ledger
-from support.stack import Stack
+from support.stack import Stack, notification_inbox
 
 
 class Clock:
@@ -109,17 +109,11 @@ def test_the_retrain_lock_is_released_only_by_its_execution(ledger: Ledger) -> N
 
 
 def test_notifications_reach_the_topic_with_attributes(stack: Stack) -> None:
-    import json
-
     from closedloop.notify import Notifier
 
-    sqs = boto3.client("sqs")
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns = boto3.client("sns")
-    sns.subscribe(TopicArn=stack.settings.notification_topic_arn, Protocol="sqs", Endpoint=arn)
-    Notifier(stack.settings.notification_topic_arn, sns).send(
+    inbox = notification_inbox(stack.settings, "inbox")
+    Notifier(stack.settings.notification_topic_arn, boto3.client("sns")).send(
         route="approval", subject="x" * 200, severity="WARNING", model_version=3
     )
-    message = json.loads(json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])["Message"])
+    [message] = inbox()
     assert message == {"route": "approval", "severity": "WARNING", "subject": "x" * 200, "model_version": 3}

@@ -10,7 +10,6 @@ find the job, execution or update by its deterministic name or token and start n
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import boto3
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from closedloop import aws, ledger_keys
 from support.events import object_created, sqs_batch
 from support.faults import Crash, counting, crash_after
-from support.handlers import FakeLambdaContext, load_handler
+from support.handlers import FakeLambdaContext, invoke, load_handler
 from support.rollout import Rollout, provision_rollout
 from support.stack import REGION, Stack
 from support.training import create_pipeline, pipeline_event, prepared_run, processing_event
@@ -33,11 +32,6 @@ from support.worlds import (
 )
 
 DYING = FakeLambdaContext(remaining_ms=0)  # its in-progress record expires at once, as after a timeout
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-    return result
 
 
 def test_data_arrival_crash_after_create_processing_job_is_healed_by_the_job_name(stack: Stack) -> None:

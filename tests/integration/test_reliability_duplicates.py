@@ -6,23 +6,17 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import boto3
 import pytest
 
 from closedloop import aws
 from support.faults import counting
-from support.handlers import FakeLambdaContext, load_handler
+from support.handlers import invoke, load_handler
 from support.rollout import Rollout, provision_rollout
 from support.stack import REGION, Stack
 from support.training import create_pipeline, glue_event, prepared_run, start_glue_run
 from support.worlds import drift_datapoints, drift_world, ledger, pipeline_executions, schedule_event, watermark
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(remaining_ms=600_000))
-    return result
 
 
 def test_a_glue_job_state_change_delivered_three_times_starts_one_execution(stack: Stack) -> None:
@@ -31,7 +25,9 @@ def test_a_glue_job_state_change_delivered_three_times_starts_one_execution(stac
     run = prepared_run(stack)
     event = glue_event(start_glue_run(run))
     # When EventBridge delivers the run's end three times, once with a new envelope id
-    outcomes = [invoke(handler, e) for e in (event, copy.deepcopy(event), {**event, "id": "re-emitted"})]
+    outcomes = [
+        invoke(handler, e, remaining_ms=600_000) for e in (event, copy.deepcopy(event), {**event, "id": "re-emitted"})
+    ]
     # Then one execution, which every answer names; one decision
     [execution] = pipeline_executions(stack)
     assert {o["execution_arn"] for o in outcomes} == {execution["PipelineExecutionArn"]}
@@ -87,7 +83,9 @@ def test_a_schedule_delivered_twice_publishes_once(stack: Stack) -> None:
     event = schedule_event()
     # When Scheduler delivers the same execution twice (and its retry attempt a third time)
     with counting(aws.cloudwatch(), "PutMetricData") as calls:
-        results = [invoke(handler, e) for e in (event, copy.deepcopy(event), schedule_event(attempt=2))]
+        results = [
+            invoke(handler, e, remaining_ms=600_000) for e in (event, copy.deepcopy(event), schedule_event(attempt=2))
+        ]
     # Then the traffic is measured and published once; the repeats find nothing new past the watermark
     assert [r["result"] for r in results] == ["published", "insufficient-records", "insufficient-records"]
     assert [r["records"] for r in results] == [600, 0, 0]

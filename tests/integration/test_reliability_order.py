@@ -7,12 +7,11 @@ order events arrive in; `docs/reliability.md` lists the route suites' out-of-ord
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from support.events import object_created, sqs_batch
-from support.handlers import FakeLambdaContext, load_handler
+from support.handlers import invoke, load_handler
 from support.rollout import Rollout, provision_rollout
 from support.stack import Stack
 from support.worlds import (
@@ -27,17 +26,12 @@ from support.worlds import (
 )
 
 
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(remaining_ms=600_000))
-    return result
-
-
 def test_uploads_redelivered_in_another_order_are_the_same_run(stack: Stack) -> None:
     handler = load_handler("start_data_prep")
     events = [object_created(stack.data_bucket, f"raw/loans/order/{n}.csv", version_id="v-1") for n in "abc"]
-    invoke(handler, sqs_batch(events))
+    invoke(handler, sqs_batch(events), remaining_ms=600_000)
     # When SQS redelivers the same uploads in reverse order (as new messages)
-    assert invoke(handler, sqs_batch(events[::-1])) == {"batchItemFailures": []}
+    assert invoke(handler, sqs_batch(events[::-1]), remaining_ms=600_000) == {"batchItemFailures": []}
     # Then it is the same run: one job
     assert len(processing_jobs(stack)) == 1
 
@@ -71,7 +65,7 @@ def test_alarm_entries_delivered_newest_first_start_one_retraining(stack: Stack)
     recovered = alarm_event(at=start + timedelta(minutes=20), state="OK", previous="ALARM")
     again = alarm_event(at=start + timedelta(minutes=40))
     # When the three state changes arrive newest first
-    outcomes = [invoke(handler, e) for e in (again, recovered, first)]
+    outcomes = [invoke(handler, e, remaining_ms=600_000) for e in (again, recovered, first)]
     # Then one retraining (started by whichever entry came first); the rest are recorded suppressions
     assert [o["result"] for o in outcomes] == ["started", "suppressed", "suppressed"]
     assert [o["suppressed_because"] for o in outcomes[1:]] == ["not-entering-alarm", "cooldown"]
@@ -86,7 +80,7 @@ def test_a_late_run_of_an_earlier_schedule_adds_nothing(stack: Stack) -> None:
     later = {**schedule_event("run-11h"), "scheduled_time": "2026-11-27T11:00:00Z"}
     earlier = {**schedule_event("run-10h"), "scheduled_time": "2026-11-27T10:00:00Z"}
     # When the 11:00 run measures first and the 10:00 run is delivered late
-    results = [invoke(handler, e)["result"] for e in (later, earlier)]
+    results = [invoke(handler, e, remaining_ms=600_000)["result"] for e in (later, earlier)]
     # Then the traffic is counted once: the late run starts past the watermark
     assert results == ["published", "insufficient-records"]
     assert drift_datapoints(stack) == 1

@@ -22,7 +22,7 @@ from closedloop.training.requests import client_request_token
 from closedloop_ops.local.intrinsics import Resolver
 from closedloop_ops.local.template import load_template
 from closedloop_ops.moto_ext.monitoring import finish_pipeline_execution
-from support.handlers import FakeLambdaContext, load_handler
+from support.handlers import FakeLambdaContext, invoke, load_handler
 from support.stack import ACCOUNT, REGION, Stack
 from support.worlds import PREPARED, alarm_event, retraining_world
 
@@ -68,11 +68,6 @@ def emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
                 value = document[name]
                 counts[name] += int(sum(value) if isinstance(value, list) else value)
     return counts
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-    return result
 
 
 def test_an_alarm_entering_alarm_starts_the_pipeline_once(world: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -11,10 +10,9 @@ import pytest
 
 from closedloop import ledger_keys, lineage
 from closedloop.errors import InvalidEventError, MissingEvidenceError
-from closedloop.ledger import Ledger
 from closedloop.training.requests import client_request_token
-from support.handlers import FakeLambdaContext, load_handler
-from support.stack import REGION, Stack
+from support.handlers import invoke, load_handler
+from support.stack import REGION, Stack, notification_inbox
 from support.training import (
     PIPELINE,
     create_pipeline,
@@ -25,40 +23,21 @@ from support.training import (
     processing_event,
     start_glue_run,
 )
+from support.worlds import ledger
 
 Inbox = Callable[[], list[dict[str, Any]]]
 
 
 @pytest.fixture
-def inbox(stack: Stack) -> Iterator[Inbox]:
-    """The notifications published to the stack's topic (an SQS subscription reads them)."""
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="notifications-inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("sns", region_name=REGION).subscribe(
-        TopicArn=stack.settings.notification_topic_arn, Protocol="sqs", Endpoint=arn
-    )
-
-    def read() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
-
-    yield read
+def inbox(stack: Stack) -> Inbox:
+    """The notifications published to the stack's topic."""
+    return notification_inbox(stack.settings, "notifications-inbox")
 
 
 @pytest.fixture
 def handler(stack: Stack) -> Any:
     create_pipeline()
     return load_handler("start_training")
-
-
-def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-    return result
-
-
-def ledger(stack: Stack) -> Ledger:
-    return Ledger(stack.settings.ledger_table, boto3.client("dynamodb", region_name=REGION))
 
 
 def test_a_completed_processing_job_starts_the_pipeline_with_the_data_and_lineage(stack: Stack, handler: Any) -> None:

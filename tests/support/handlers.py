@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from closedloop import aws
 from closedloop.settings import load_settings
@@ -39,3 +40,9 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self._remaining_ms
+
+
+def invoke(handler: ModuleType, event: dict[str, Any], remaining_ms: int = 120_000) -> dict[str, Any]:
+    """Call a loaded function's `lambda_handler` with `event`, as Lambda would."""
+    result: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(remaining_ms=remaining_ms))
+    return result

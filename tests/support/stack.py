@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 
@@ -130,3 +133,19 @@ def provision(env: dict[str, str]) -> Stack:
             Command={"Name": "pythonshell", "ScriptLocation": "s3://closedloop-test-artifacts/prepare.py"},
         )
     return Stack(env=env, settings=settings)
+
+
+def notification_inbox(settings: Settings, queue_name: str) -> Callable[[], list[dict[str, Any]]]:
+    """Subscribe a new SQS queue to the stack's topic; the function returned reads what was published."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns", region_name=REGION).subscribe(
+        TopicArn=settings.notification_topic_arn, Protocol="sqs", Endpoint=arn
+    )
+
+    def read() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
+
+    return read
