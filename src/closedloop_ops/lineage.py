@@ -157,15 +157,28 @@ def _follow_version(
     history = decisions_for(stack, arn)
     gate = [d for d in history if d.action == "approval_gate"]
     identity = package.get("LastModifiedBy", {}).get("IamIdentity", {}).get("Arn")
-    by_policy = bool(gate) and gate[-1].details.get("mode") == "auto" and gate[-1].result in {"approved", "rejected"}
+    status = str(package.get("ModelApprovalStatus") or "")
+    # The policy decided the current status only if the registry still holds the gate's own flip:
+    # the gate's result, with its decision id in the description. A person's later flip is theirs.
+    by_policy = (
+        bool(gate)
+        and gate[-1].details.get("mode") == "auto"
+        and gate[-1].result == status.lower()
+        and f"[decision {gate[-1].decision_id}]" in str(package.get("ApprovalDescription") or "")
+    )
     verdicts = [d for d in history if d.route == "model-approval"]
+    refused = verdicts[-1] if verdicts and verdicts[-1].result == "refused" else None
+    if by_policy:
+        decided_by = f"policy {gate[-1].details.get('policy_version')} (auto mode)"
+    elif refused is not None:
+        decided_by = f"{identity or 'unknown'} (the rollout refused to act on it: {refused.reason})"
+    else:
+        decided_by = f"approver {identity or 'unknown'}"
     chain["approval_decision"] = {
         "status": package.get("ModelApprovalStatus"),
         "by": identity or "unknown",
         "policy_version": gate[-1].details.get("policy_version") if gate else None,
-        "decided_by": (
-            f"policy {gate[-1].details.get('policy_version')} (auto mode)" if by_policy else f"approver {identity}"
-        ),
+        "decided_by": decided_by,
         "when": (gate[-1].at.isoformat() if by_policy else _iso(package.get("LastModifiedTime"))),
         "why": package.get("ApprovalDescription", ""),
         "numbers": gate[-1].details.get("numbers") if gate else None,

@@ -108,6 +108,7 @@ def group_status(stack: StackRef, ledger: Any, group: str, endpoint: str, pipeli
             "since": _iso(state.get("updated_at")) if state.get("status") == "live" else None,
             "previous_model_package_arn": state.get("previous_model_package_arn"),
         }
+        live.update(_registry_view(stack, ledger, state.get("live_model_package_arn")))
     rollout = None
     if state.get("pending_model_package_arn") or (described and described.get("EndpointStatus") in BUSY):
         rollout = {
@@ -332,6 +333,29 @@ def _group_rows(group: GroupStatus) -> list[tuple[str, str]]:
     return rows
 
 
+def _registry_view(stack: StackRef, ledger: Any, arn: str | None) -> dict[str, Any]:
+    """The registry's status of the live version and, when it is no longer Approved, what the rollout made of it."""
+    if not arn:
+        return {}
+    sm = stack.client("sagemaker")
+    try:
+        status = str(sm.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus") or "")
+    except sm.exceptions.ClientError:
+        return {"registry_status": "missing"}
+    view: dict[str, Any] = {"registry_status": status}
+    if status != "Approved":
+        verdicts = [d for d in ledger.decisions_for(arn) if d.route == "model-approval"]
+        if verdicts:
+            last = verdicts[-1]
+            view["rollout_verdict"] = {
+                "action": last.action,
+                "result": last.result,
+                "reason": last.reason,
+                "at": _iso(last.at),
+            }
+    return view
+
+
 def _live_text(group: GroupStatus) -> str:
     live = group.live or {}
     if live.get("version") is not None:
@@ -342,9 +366,18 @@ def _live_text(group: GroupStatus) -> str:
             else ""
         )
         since = f" since {live['since']}" if live.get("since") else ""
+        registry = ""
+        if live.get("registry_status") not in {None, "Approved"}:
+            verdict = live.get("rollout_verdict")
+            registry = f" — but the registry says {live['registry_status']}" + (
+                f"; the rollout {verdict['result']} it at {verdict['at']}: {verdict['reason']}"
+                if verdict
+                else "; the rollout has not acted on it yet"
+            )
         return (
             f"version {live['version']} on {group.endpoint} "
             f"({group.endpoint_status or 'no endpoint'}, config {live.get('endpoint_config')}){since}{mismatch}"
+            f"{registry}"
         )
     if group.endpoint_status:
         return f"{group.endpoint} is {group.endpoint_status} ({live.get('endpoint_config')}), no version recorded live"

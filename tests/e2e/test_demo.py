@@ -91,6 +91,7 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     assert routes >= ROUTES
     assert all({"at", "route", "event", "action", "result"} <= set(entry) for entry in report["timeline"])
     assert [d["outcome"] for d in report["deployments"]] == ["created", "updated"]
+    assert (report["side_effects_without_decision"], report["side_effects_unexplained"]) == (0, [])
 
 
 def test_one_prediction_is_traced_to_its_data_code_and_decision(demo_run: dict[str, Any]) -> None:

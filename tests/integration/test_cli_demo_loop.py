@@ -400,3 +400,41 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     assert namespace["version"] == version and namespace["flipped"].status == "Approved"
     assert [(d.action, d.result) for d in namespace["verdicts"]] == [("verify_approver", "refused")]
     assert "policy now   approval-policy/1 says approve" in printed
+
+
+# -- a person's rejection of the live version (kept last: it leaves the registry saying Rejected) ------
+
+
+def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given version 2 serves, approved by the gate's policy
+    gate_at = json.loads(run(["lineage", "--model-version", "2", *local, "--format", "json"], capsys)[1])[
+        "approval_decision"
+    ]["gate"]["at"]
+    # When a person rejects it (auto mode, no approvers: the rollout will not act on a person's flip)
+    code, _, _ = run(["reject", "2", "--reason", "complaint CR-7 under review", "--yes", *local], capsys)
+    assert code == 0
+    demo.settle()
+    # Then the lineage names the person, the time of their flip and their reason — not the policy
+    code, out, _ = run(["lineage", "--model-version", "2", *local, "--format", "json"], capsys)
+    approval = json.loads(out)["approval_decision"]
+    described = status_of(demo, 2)
+    assert approval["status"] == "Rejected"
+    assert approval["by"] == "arn:aws:sts::123456789012:user/moto"
+    assert approval["decided_by"].startswith("arn:aws:sts::123456789012:user/moto (the rollout refused to act on it: ")
+    assert "policy" not in approval["decided_by"].split(" (")[0]
+    assert approval["when"] != gate_at
+    assert approval["when"].startswith(described["LastModifiedTime"].astimezone(UTC).isoformat()[:19])
+    assert approval["why"].endswith("complaint CR-7 under review")
+    code, text, _ = run(["lineage", "--model-version", "2", *local], capsys)
+    assert "approval: Rejected by arn:aws:sts::123456789012:user/moto (the rollout refused" in text
+    assert "by policy" not in text
+    # And the status shows version 2 still live, that the registry says Rejected, and why it still serves
+    code, out, _ = run(["status", *local, "--json"], capsys)
+    live = json.loads(out)["groups"][0]["live"]
+    assert (live["version"], live["registry_status"]) == (2, "Rejected")
+    assert live["rollout_verdict"]["result"] == "refused" and live["rollout_verdict"]["reason"]
+    code, text, _ = run(["status", *local], capsys)
+    assert "version 2 on closedloop-endpoint" in text
+    assert f"but the registry says Rejected; the rollout refused it at {live['rollout_verdict']['at']}: " in text

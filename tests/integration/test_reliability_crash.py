@@ -9,12 +9,16 @@ find the job, execution or update by its deterministic name or token and start n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
 
 from closedloop import aws, ledger_keys
+from closedloop.ledger import Decision, Ledger
 from support.events import object_created, sqs_batch
 from support.faults import Crash, counting, crash_after
 from support.handlers import FakeLambdaContext, invoke, load_handler
@@ -156,3 +160,62 @@ def test_alarm_crash_after_start_pipeline_execution_binds_its_own_execution(stac
     lock = records.get_lock("retrain#closedloop-models")
     assert lock is not None and lock.execution_arn == started["PipelineExecutionArn"]
     assert records.get_state(ledger_keys.cooldown("closedloop-models")) is not None
+
+
+@contextmanager
+def dying_at_ledger_write(result: str) -> Iterator[list[str]]:
+    """The function dies at its first ledger write of `result`: after the side effect, before the record."""
+    original = Ledger.record
+    died: list[str] = []
+
+    def record(ledger: Ledger, decision: Decision) -> Any:
+        if decision.result == result and not died:
+            died.append(decision.business_key)
+            raise Crash(f"the invocation died before writing {result}")
+        return original(ledger, decision)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Ledger, "record", record)
+        yield died
+
+
+def test_data_arrival_death_before_the_ledger_write_still_records_why_the_job_started(stack: Stack) -> None:
+    # Given a batch whose job started and whose objects were taken, and then the function died
+    handler = load_handler("start_data_prep")
+    batch = sqs_batch([object_created(stack.data_bucket, "raw/loans/crash/c.csv", version_id="v-1")])
+    with dying_at_ledger_write("started") as died, pytest.raises(Crash):
+        handler.lambda_handler(batch, DYING)
+    [run_key] = died
+    [job] = processing_jobs(stack)
+    records = ledger(stack)
+    assert records.decisions_for(run_key) == []
+    # When SQS delivers the batch again (the objects are already taken: a "duplicate")
+    assert invoke(handler, batch) == {"batchItemFailures": []}
+    # Then the ledger explains the job: the original "started" first, then the duplicate
+    started, duplicate = records.decisions_for(run_key)
+    assert (started.result, started.details["job"], started.details["recovered"]) == ("started", job, True)
+    assert duplicate.result == "duplicate"
+    assert records.open_intents() == []
+    assert processing_jobs(stack) == [job]
+
+
+def test_model_approval_death_before_the_ledger_write_still_records_the_deployment(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world: Rollout = provision_rollout(stack, monkeypatch)
+    world.live()
+    v2 = world.approved()
+    batch = sqs_batch([world.event(v2)], queue_arn=world.queue_arn)
+    # When the function dies after UpdateEndpoint, at its "deploying" record
+    with dying_at_ledger_write("deploying"), pytest.raises(Crash):
+        world.deploy.lambda_handler(batch, DYING)
+    assert world.serving_version() == 2
+    # And SQS delivers the approval again
+    assert world.deploy.lambda_handler(batch, FakeLambdaContext()) == {"batchItemFailures": []}
+    # Then the deployment's decision is in the ledger, before what the retry saw
+    results = [(d.result, d.details.get("recovered", False)) for d in world.decisions(2)]
+    assert ("deploying", True) in results
+    assert results.index(("deploying", True)) < results.index(("already_live", False))
+    [deploying] = [d for d in world.decisions(2) if d.result == "deploying"]
+    assert deploying.reason.startswith("approved; recorded on retry")
+    assert deploying.details["endpoint_config"] == world.endpoint_configs()[-1]

@@ -5,6 +5,7 @@ Item layout (partition key `pk`, sort key `sk`):
 | item | pk | sk |
 |---|---|---|
 | decision | `KEY#<business key>` | `DECISION#<route>#<decision id>` |
+| intent (a decision written before its side effect) | `KEY#<business key>` | `INTENT#<route>#<action>` |
 | lock | `LOCK#<name>` | `LOCK` |
 | state (cooldown, watermark, live version…) | `STATE#<name>` | `STATE` |
 | consumed raw object | `OBJECT#<bucket>/<key>#<version>` | `CONSUMED` |
@@ -14,6 +15,14 @@ Decisions also carry `gsi1pk = MONTH#<yyyy-mm>` and `gsi1sk = <iso time>#<decisi
 per month, starting from the month of the ledger's first decision.
 A decision id is derived from route, business key, action, result and event id: recording the
 same outcome of the same event twice writes one item, so a retried event never doubles the audit.
+
+A route whose side effect can outlive a crash (a job started, an endpoint changed, and then the
+function dies before writing the decision down) writes the decision as an *intent* first
+(`intend`). The next decision recorded for the same business key, route and action settles it:
+when that decision is the intended one, the intent is simply removed; when it is anything else
+(a retry that finds the side effect already done and would say "duplicate" or "already live"),
+the intended decision is recorded first, with its original time, reason and details and
+`recovered: true`, so the audit always shows the decision behind every side effect.
 """
 
 from __future__ import annotations
@@ -105,13 +114,78 @@ class Ledger:
     def record(self, decision: Decision) -> RecordedDecision:
         """Write a decision (idempotent for the same route, key, action, result and event).
 
+        A pending intent of the same business key, route and action is settled by it: removed after
+        the write, and first recorded itself when its result differs (see the module docstring).
+
         Raises:
             AwsServiceError / ThrottledError: the table could not be written.
         """
+        key = {"pk": _s(f"KEY#{decision.business_key}"), "sk": _s(_intent_sk(decision.route, decision.action))}
+        pending = self._get(key["pk"]["S"], key["sk"]["S"])
+        if pending is not None and pending["result"]["S"] != decision.result:
+            self._put_recovered(pending)
+        recorded = self._put(decision)
+        if pending is not None:
+            self._delete(key)
+        return recorded
+
+    def intend(self, decision: Decision) -> None:
+        """Write `decision` as the intent of a side effect about to be made (before making it).
+
+        Raises:
+            AwsServiceError / ThrottledError: the table could not be written (make no side effect).
+        """
         at = (decision.at or self._clock()).astimezone(UTC)
-        recorded = RecordedDecision(**{**decision.model_dump(), "at": at})
+        item = self._item(decision.model_copy(update={"at": at}))
+        item["sk"] = _s(_intent_sk(decision.route, decision.action))
+        item["kind"] = _s("intent")
+        del item["gsi1pk"], item["gsi1sk"]
+        with aws_errors("dynamodb:PutItem(intent)"):
+            self._client.put_item(TableName=self.table_name, Item=item)
+
+    def settle_intent(self, business_key: str, route: str, action: str) -> bool:
+        """Record the pending intent of (business key, route, action) as a decision, and remove it.
+
+        For a retry that learns another way that the side effect was made (the objects are
+        already taken by a run). Returns whether there was an intent to settle.
+        """
+        key = {"pk": _s(f"KEY#{business_key}"), "sk": _s(_intent_sk(route, action))}
+        pending = self._get(key["pk"]["S"], key["sk"]["S"])
+        if pending is None:
+            return False
+        self._put_recovered(pending)
+        self._delete(key)
+        return True
+
+    def withdraw_intent(self, business_key: str, route: str, action: str) -> None:
+        """Remove the intent of (business key, route, action): its side effect was not made."""
+        self._delete({"pk": _s(f"KEY#{business_key}"), "sk": _s(_intent_sk(route, action))})
+
+    def _put_recovered(self, intent_item: Mapping[str, Any]) -> None:
+        intended = _decision(intent_item)
+        note = "recorded on retry: the side effect was made and the function stopped before writing it down"
+        self._put(
+            intended.model_copy(
+                update={
+                    "reason": f"{intended.reason}; {note}" if intended.reason else note,
+                    "details": {**intended.details, "recovered": True},
+                }
+            )
+        )
+
+    def _delete(self, key: dict[str, Any]) -> None:
+        with aws_errors("dynamodb:DeleteItem(intent)"):
+            self._client.delete_item(TableName=self.table_name, Key=key)
+
+    def open_intents(self) -> list[RecordedDecision]:
+        """Intents no decision has settled yet (a side effect whose outcome nobody wrote down)."""
+        items = self._scan_kind("intent")
+        return sorted((_decision(item) for item in items), key=lambda d: d.at)
+
+    def _item(self, decision: Decision) -> dict[str, Any]:
+        at = (decision.at or self._clock()).astimezone(UTC)
         iso = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        item = {
+        return {
             "pk": _s(f"KEY#{decision.business_key}"),
             "sk": _s(f"DECISION#{decision.route}#{decision.decision_id}"),
             "gsi1pk": _s(f"MONTH#{iso[:7]}"),
@@ -126,9 +200,14 @@ class Ledger:
             "details": _s(json.dumps(decision.details, sort_keys=True, default=str)),
             "at": _s(iso),
         }
+
+    def _put(self, decision: Decision) -> RecordedDecision:
+        at = (decision.at or self._clock()).astimezone(UTC)
+        recorded = RecordedDecision(**{**decision.model_dump(), "at": at})
+        item = self._item(recorded)
         with aws_errors("dynamodb:PutItem(decision)"):
             self._client.put_item(TableName=self.table_name, Item=item)
-        self._remember_first(iso)
+        self._remember_first(item["at"]["S"])
         return recorded
 
     def _remember_first(self, iso: str) -> None:
@@ -357,6 +436,17 @@ class Ledger:
         item: dict[str, Any] | None = response.get("Item")
         return item
 
+    def _scan_kind(self, kind: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("scan")
+        with aws_errors("dynamodb:Scan"):
+            for page in paginator.paginate(
+                TableName=self.table_name,
+                FilterExpression="#kind = :kind",
+                ExpressionAttributeNames={"#kind": "kind"},
+                ExpressionAttributeValues={":kind": _s(kind)},
+            ):
+                yield from page.get("Items", [])
+
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
         with aws_errors("dynamodb:Query"):
@@ -375,6 +465,10 @@ def _decision(item: Mapping[str, Any]) -> RecordedDecision:
         details=json.loads(item.get("details", {}).get("S", "{}")),
         at=datetime.fromisoformat(item["at"]["S"].replace("Z", "+00:00")),
     )
+
+
+def _intent_sk(route: str, action: str) -> str:
+    return f"INTENT#{route}#{action}"
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

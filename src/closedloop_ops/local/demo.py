@@ -277,6 +277,9 @@ class Demo:
         retrainings = self.retrainings()
         in_dlq = sum(q.messages + q.in_flight for q in dlq_depths(stack))
         lineage = trace(stack, inference_id=self.inference_ids[-1]) if self.inference_ids else {}
+        from closedloop_ops.local.completeness import without_decision
+
+        unexplained = without_decision(self.loop, self.watcher.deployments)
         return {
             "wall_seconds": round(time.perf_counter() - self.started, 1),
             "timeline": timeline,
@@ -296,6 +299,8 @@ class Demo:
             ],
             "deployments": [d.__dict__ for d in self.watcher.deployments],
             "invocations": len(self.loop.dispatcher.invocations),
+            "side_effects_without_decision": len(unexplained),
+            "side_effects_unexplained": unexplained,
             "handler_errors": [
                 {"function": i.function, "error": i.error} for i in self.loop.dispatcher.invocations if i.error
             ],
@@ -384,7 +389,8 @@ def summary(report: dict[str, Any]) -> str:
         [
             "",
             f"closed loop done in {report['wall_seconds']} s: versions deployed {report['model_versions_deployed']}, "
-            f"retrainings {report['retrainings']}, events in dead-letter queues {report['events_in_dlq']}",
+            f"retrainings {report['retrainings']}, events in dead-letter queues {report['events_in_dlq']}, "
+            f"side effects without a decision {report.get('side_effects_without_decision', '?')}",
             f"one prediction ({chain.get('inference', {}).get('inference_id')}) traced back: model version "
             f"{model.get('version')} ← {chain.get('approval_decision', {}).get('decided_by')} ← pipeline execution "
             f"triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) ← prepared run "

@@ -159,6 +159,9 @@ class DataPrepService:
         fresh = tuple(obj for obj in candidate.objects if obj.identity not in consumed)
         event_id = min(obj.event_id for obj in candidate.objects)
         if not fresh:
+            for run_id in sorted(set(consumed.values())):
+                # a run that took these objects and died before writing down its start
+                self._ledger.settle_intent(f"run:{candidate.dataset}/{run_id}", ROUTE, "start_data_prep")
             self._ledger.record(
                 Decision(
                     route=ROUTE,
@@ -172,27 +175,50 @@ class DataPrepService:
             )
             return RunOutcome(dataset=candidate.dataset, result="duplicate", identities=tuple(candidate.identities))
         run = DataPrepRun(dataset=candidate.dataset, objects=fresh)
-        started = self._start_once(run=run)
+        started_decision = Decision(
+            route=ROUTE,
+            event_id=event_id,
+            business_key=f"run:{run.dataset}/{run.run_id}",
+            action="start_data_prep",
+            result="started",
+            details={
+                "engine": self._settings.data_prep_engine.value,
+                "job": self._job_name(run),
+                "manifest": self._manifest_uri(run),
+                "objects": len(fresh),
+                "duplicates_dropped": len(candidate.objects) - len(fresh),
+            },
+        )
+        self._ledger.intend(started_decision)
+        try:
+            started = self._start_once(run=run)
+        except ClosedloopError:
+            self._ledger.withdraw_intent(started_decision.business_key, ROUTE, started_decision.action)
+            raise
         self._ledger.mark_consumed(run.identities, run.run_id)
         self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=event_id,
-                business_key=f"run:{run.dataset}/{run.run_id}",
-                action="start_data_prep",
-                result="started",
-                reason="found already running" if started.found_existing else "",
-                details={
-                    "engine": started.engine.value,
-                    "job": started.job_name,
-                    "job_run_id": started.job_run_id,
-                    "manifest": started.manifest_uri,
-                    "objects": len(fresh),
-                    "duplicates_dropped": len(candidate.objects) - len(fresh),
-                },
+            started_decision.model_copy(
+                update={
+                    "reason": "found already running" if started.found_existing else "",
+                    "details": {
+                        **started_decision.details,
+                        "job": started.job_name,
+                        "job_run_id": started.job_run_id,
+                        "manifest": started.manifest_uri,
+                    },
+                }
             )
         )
         return RunOutcome(dataset=run.dataset, result="started", identities=tuple(candidate.identities), run=started)
+
+    def _job_name(self, run: DataPrepRun) -> str:
+        if self._settings.data_prep_engine is DataPrepEngine.GLUE:
+            return self._settings.glue_job_name
+        return prep_job_name(self._settings.prep_job_prefix, run.dataset, run.run_id)
+
+    def _manifest_uri(self, run: DataPrepRun) -> str:
+        key = manifest_key(self._settings.manifests_prefix, run.dataset, run.run_id)
+        return f"s3://{self._settings.data_bucket}/{key}"
 
     def _start(self, run: DataPrepRun) -> DataPrepStarted:
         """Write the run's manifest and start its job, unless the job already exists."""

@@ -19,6 +19,8 @@ An endpoint that is being created or updated raises `EndpointBusyError`: the eve
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -319,8 +321,18 @@ class Rollout:
                 action_name=kind,
                 details=details,
             )
+        intent = Decision(
+            route=ROUTE,
+            event_id=change.event_id,
+            business_key=trigger_package.arn,
+            action=kind,
+            result="deploying",
+            reason=reason,
+            details={**details, "action": "create_endpoint" if endpoint is None else "update_endpoint"},
+        )
         if endpoint is None:
-            self._hosting.create_endpoint(build_create_endpoint_request(settings, config_name, tags=tags))
+            with self._intent(intent):
+                self._hosting.create_endpoint(build_create_endpoint_request(settings, config_name, tags=tags))
             action, status = "create_endpoint", "creating"
         else:
             alarms = select_rollback_alarms(
@@ -348,7 +360,8 @@ class Rollout:
                 )
             deployment_config = build_deployment_config(settings, alarms.guarding)
             details["traffic_routing"] = deployment_config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
-            self._hosting.update_endpoint(build_update_endpoint_request(settings, config_name, deployment_config))
+            with self._intent(intent.model_copy(update={"details": {**intent.details, **details}})):
+                self._hosting.update_endpoint(build_update_endpoint_request(settings, config_name, deployment_config))
             action, status = "update_endpoint", "updating"
         state = self._state.get()
         self._state.put(
@@ -499,6 +512,16 @@ class Rollout:
             result=result,  # type: ignore[arg-type]
             reason=reason,
         )
+
+    @contextmanager
+    def _intent(self, decision: Decision) -> Iterator[None]:
+        """Write the decision down before the endpoint changes; withdraw it if the change failed."""
+        self._ledger.intend(decision)
+        try:
+            yield
+        except Exception:
+            self._ledger.withdraw_intent(decision.business_key, decision.route, decision.action)
+            raise
 
     def _record(
         self,
