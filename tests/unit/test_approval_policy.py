@@ -17,6 +17,7 @@ from closedloop.approval.policy import (
     Quality,
     describe,
 )
+from closedloop.prep import prepare
 from closedloop.settings import Settings
 from support.stack import stack_env
 
@@ -108,6 +109,24 @@ def test_each_reason_to_reject(evidence: Evidence, code: str) -> None:
     decision = POLICY.evaluate(evidence)
     assert not decision.approve
     assert code in decision.codes
+
+
+def test_clean_means_what_the_pii_report_means() -> None:
+    # Given a run whose quarantined file held undeclared PII, and evidence read from a report that
+    # (written before the one definition) still says clean next to that file
+    files = [{"status": "prepared", "undeclared": {}}, {"status": "quarantined", "undeclared": {"notes": {"email": 1}}}]
+    evidence = good(pii_clean=True, pii_undeclared_files=1)
+    # When the report's verdict is made and the policy decides
+    verdict = prepare.pii_verdict(files)
+    decision = POLICY.evaluate(evidence)
+    # Then the report, the evidence, the decision and its printed numbers all say: not clean
+    assert verdict == {"undeclared_pii_files": 1, "clean": False}
+    assert evidence.pii_clean is False
+    assert decision.codes == ["pii-not-clean"] and decision.numbers["pii_clean"] is False
+    assert "pii_clean=False pii_undeclared_files=1" in describe(decision, mode="auto")
+    # And a run without undeclared PII is clean everywhere
+    assert prepare.pii_verdict(files[:1]) == {"undeclared_pii_files": 0, "clean": True}
+    assert POLICY.evaluate(good()).numbers["pii_clean"] is True
 
 
 def test_within_the_champion_tolerance_is_not_worse() -> None:

@@ -11,6 +11,7 @@ import pytest
 from closedloop.dataprep.policy import load_policy
 from closedloop.prep import prepare
 from closedloop_ops import synthetic
+from support.leaks import document_texts, leaks
 
 KEY = b"k" * 48
 
@@ -143,34 +144,145 @@ def test_broken_files_are_rejected_with_a_reason(content: bytes | str, reason: s
     assert rejected.value.reason == reason
 
 
-def test_an_extra_column_is_named() -> None:
+def test_an_extra_column_is_located_not_named() -> None:
+    # Given a file with one column more than the policy declares
     text = synthetic.to_csv(list(synthetic.rows(3)))
     lines = text.splitlines()
     lines = [lines[0] + ",ssn"] + [line + ",x" for line in lines[1:]]
+    # When it is prepared
     with pytest.raises(prepare.FileRejected) as rejected:
         run_stream("\n".join(lines) + "\n")
-    assert rejected.value.details["unexpected"] == ["ssn"]
+    # Then it is rejected with its position and counts; the undeclared name is not repeated
+    assert rejected.value.reason == "columns do not match the dataset policy"
+    assert rejected.value.details == {
+        "columns_found": 21,
+        "columns_expected": 20,
+        "missing": [],
+        "unexpected_columns": 1,
+        "unexpected_positions": [21],
+    }
+    assert "ssn" not in str(rejected.value) + repr(rejected.value.details)
 
 
-def test_a_short_row_and_a_non_number_are_rejected() -> None:
+def test_a_missing_declared_column_is_named() -> None:
+    # Given a file without the declared `notes` column
+    records = [{k: v for k, v in r.items() if k != "notes"} for r in synthetic.rows(3)]
+    lines = [",".join(records[0])] + [",".join(r.values()) for r in records]
+    # Then the declared name is named: it is the policy's, not the data's
+    with pytest.raises(prepare.FileRejected) as rejected:
+        run_stream("\n".join(lines) + "\n")
+    assert rejected.value.reason == "columns do not match the dataset policy"
+    assert (rejected.value.details["missing"], rejected.value.details["unexpected_columns"]) == (["notes"], 0)
+
+
+def pii_of(record: dict[str, str]) -> list[str]:
+    return [record[column] for column in (*synthetic.PII_COLUMNS, "application_id")]
+
+
+REASONS = (prepare.HEADER_LOOKS_LIKE_DATA, prepare.KEYS_LOOK_LIKE_DATA, "columns do not match the dataset policy")
+
+
+def leaked(values: list[str], rejected: pytest.ExceptionInfo[prepare.FileRejected]) -> list[tuple[str, str]]:
+    """Values (or four characters of one) in the rejection's message or details; its reason is one of ours."""
+    assert rejected.value.reason in REASONS
+    texts = [str(rejected.value), repr(rejected.value), *document_texts(rejected.value.details)]
+    return leaks(values, texts, known=REASONS)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_csv_without_a_header_row_is_said_to_look_like_data_and_never_quoted(seed: int) -> None:
+    # Given a CSV whose header row is missing: its first data row (name, card, e-mail, phone…) is the header
+    records = list(synthetic.rows(5, seed=100 + seed))
+    headless = synthetic.to_csv(records).split("\n", 1)[1]
+    # When it is prepared
+    with pytest.raises(prepare.FileRejected) as rejected:
+        run_stream(headless)
+    # Then the reason says the header looks like data, with counts and positions only
+    assert rejected.value.reason == prepare.HEADER_LOOKS_LIKE_DATA
+    details = rejected.value.details
+    assert (details["columns_found"], details["unexpected_columns"]) == (20, 20)
+    assert details["missing"] == list(policy()["columns"])  # type: ignore[call-overload]
+    email, phone, card = (synthetic.COLUMNS.index(c) + 1 for c in ("email", "phone", "card_number"))
+    assert {email, phone, card} <= set(details["data_shaped_positions"])
+    # And no value of that row, nor any four characters of one, is in the message or the details
+    assert leaked(pii_of(records[0]), rejected) == []
+
+
+def pii_headers() -> list[str]:
+    record = next(synthetic.rows(1, seed=77))
+    return [record["full_name"], record["card_number"], record["email"], record["phone"]]
+
+
+@pytest.mark.parametrize("value", pii_headers(), ids=["name", "card", "email", "phone"])
+def test_an_extra_csv_column_named_by_a_value_is_never_quoted(value: str) -> None:
+    # Given a CSV with the declared header and one more column whose name is a person's data
+    records = list(synthetic.rows(3, seed=5))
+    lines = synthetic.to_csv(records).splitlines()
+    header = lines[0] + "," + prepare_csv_cell(value)
+    # When it is prepared
+    with pytest.raises(prepare.FileRejected) as rejected:
+        run_stream("\n".join([header] + [line + ",x" for line in lines[1:]]) + "\n")
+    # Then the extra column is located (position 21), a data-shaped one is said to be, and nothing is quoted
+    details = rejected.value.details
+    assert (details["unexpected_columns"], details["unexpected_positions"]) == (1, [21])
+    if prepare.detect_pii(value):
+        assert rejected.value.reason == prepare.HEADER_LOOKS_LIKE_DATA
+        assert details["data_shaped_positions"] == [21]
+    else:  # a name: nothing tells it from a column name, so it is only located
+        assert rejected.value.reason == "columns do not match the dataset policy"
+    assert leaked([value], rejected) == []
+
+
+@pytest.mark.parametrize("value", pii_headers(), ids=["name", "card", "email", "phone"])
+def test_a_jsonl_record_with_a_value_as_a_key_is_never_quoted(value: str) -> None:
+    # Given JSON Lines whose third record carries one more key, and that key is a person's data
+    records: list[dict[str, object]] = [dict(r) for r in synthetic.rows(3, seed=6)]
+    records[2][value] = "1"
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    # When it is prepared
+    with pytest.raises(prepare.FileRejected) as rejected:
+        run_stream(text, "jsonl")
+    # Then the record's line and the key's position are reported, never the key
+    details = rejected.value.details
+    assert (details["line"], details["unexpected_columns"], details["unexpected_positions"]) == (3, 1, [21])
+    assert rejected.value.reason == (
+        prepare.KEYS_LOOK_LIKE_DATA if prepare.detect_pii(value) else "columns do not match the dataset policy"
+    )
+    assert leaked([value], rejected) == []
+
+
+def prepare_csv_cell(value: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([value])
+    return buffer.getvalue()
+
+
+def test_a_field_past_the_csv_limit_quarantines_the_file_instead_of_failing_the_run() -> None:
+    # Given a CSV with one field larger than the csv module accepts
     records = list(synthetic.rows(3))
-    text = synthetic.to_csv(records) + "APP-9,only,two\n"
-    with pytest.raises(prepare.FileRejected, match="wrong number of fields"):
-        run_stream(text)
-    records[1]["income"] = "lots"
-    with pytest.raises(prepare.FileRejected, match="not a number") as rejected:
+    records[1]["notes"] = "x" * (csv.field_size_limit() + 1)
+    # Then the file is rejected, not the run
+    with pytest.raises(prepare.FileRejected) as rejected:
         run_stream(synthetic.to_csv(records))
-    assert rejected.value.details == {"line": 3, "column": "income"}
+    assert rejected.value.reason == "file is not valid CSV"
 
 
-def test_jsonl_with_nested_values_or_bad_lines_is_rejected() -> None:
-    with pytest.raises(prepare.FileRejected, match="not valid JSON"):
-        run_stream("{not json}\n", "jsonl")
-    record: dict[str, object] = dict(next(synthetic.rows(1)))
-    record["notes"] = {"a": 1}
-    nested = json.dumps(record) + "\n"
-    with pytest.raises(prepare.FileRejected, match="nested"):
-        run_stream(nested, "jsonl")
+def test_an_unpaired_surrogate_in_json_lines_quarantines_the_file_instead_of_failing_the_run() -> None:
+    # Given a JSON Lines record whose note escapes half a surrogate pair (valid JSON, not valid Unicode)
+    record = dict(next(synthetic.rows(1)))
+    line = (
+        json.dumps(record)
+        .replace('"notes": ""', '"notes": "x\\ud800"')
+        .replace(f'"notes": "{record["notes"]}"', '"notes": "x\\ud800"')
+    )
+    assert "\\ud800" in line
+    # Then the file is rejected with the line, as the prepared part could not be written
+    with pytest.raises(prepare.FileRejected) as rejected:
+        run_stream(line + "\n", "jsonl")
+    assert (rejected.value.reason, rejected.value.details) == (
+        "a value is not valid Unicode (an unpaired surrogate escape)",
+        {"line": 1},
+    )
 
 
 def test_the_script_is_valid_python_3_9_and_needs_only_boto3() -> None:

@@ -5,7 +5,8 @@
   there), the newest packages of the group are searched for the one whose lineage metadata
   (`closedloop:pipeline-execution`) names the execution.
 * The evidence: the reports the package's `ModelMetrics` point at (`evaluation.json`, `bias.json`),
-  and the PII report of its data (prepared manifest in the package's lineage → `pii_report_uri`).
+  and the PII report of its data (prepared manifest in the package's lineage → `pii_report_uri`),
+  clean by the preparation script's own definition (`closedloop.prep.prepare.is_clean`).
   A report that is missing or unreadable becomes a *problem* in the evidence — the policy rejects
   on it; nothing here approves by default.
 * The champion: the live version (`ledger_keys.endpoint_state`), else the newest Approved version
@@ -27,6 +28,7 @@ from closedloop.approval.policy import BiasFacet, Champion, Evidence, Quality
 from closedloop.aws import aws_errors, is_not_found
 from closedloop.errors import ClosedloopError, MissingEvidenceError
 from closedloop.ledger import Ledger
+from closedloop.prep.prepare import is_clean
 from closedloop.training.prepared import read_json
 
 if TYPE_CHECKING:
@@ -270,9 +272,11 @@ class EvidenceReader:
         if report is None:
             return None, None, problem
         clean, files = report.get("clean"), report.get("undeclared_pii_files")
-        if not isinstance(clean, bool) or not isinstance(files, int) or isinstance(files, bool):
+        if not isinstance(clean, bool) or not isinstance(files, int) or isinstance(files, bool) or files < 0:
             return None, None, "the PII report has no clean / undeclared_pii_files"
-        return clean, files, None
+        # The one definition (the script's own): a report written before it, saying clean next to
+        # files with undeclared PII, is read as not clean.
+        return clean and is_clean(files), files, None
 
     def champion(self, candidate: Candidate) -> Champion | None:
         """The live version of the endpoint, else the newest Approved version never rolled back."""

@@ -12,10 +12,11 @@ recorded decisions say which rules made them. docs/training.md holds the table o
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from closedloop.prep.prepare import is_clean
 from closedloop.settings import Settings
 
 POLICY_VERSION = "approval-policy/1"
@@ -94,6 +95,17 @@ class Evidence(BaseModel):
     pii_undeclared_files: int | None = None
     pii_problem: str | None = None
     champion: Champion | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_definition_of_clean(cls, data: Any) -> Any:
+        """`pii_clean` means what the PII report's `clean` means (`closedloop.prep.prepare.is_clean`):
+        never clean next to a file with undeclared PII, so the decision and its numbers agree."""
+        if isinstance(data, dict) and data.get("pii_clean") is True:
+            files = data.get("pii_undeclared_files")
+            if not is_clean(files if isinstance(files, int) else 0):
+                return {**data, "pii_clean": False}
+        return data
 
 
 class Rejection(BaseModel):
@@ -260,7 +272,7 @@ class ApprovalPolicy(BaseModel):
         numbers.update(pii_clean=evidence.pii_clean, pii_undeclared_files=evidence.pii_undeclared_files)
         if evidence.pii_clean is None:
             out.append(Rejection(code="pii-report-missing", detail=evidence.pii_problem or "no PII report"))
-        elif not evidence.pii_clean or (evidence.pii_undeclared_files or 0) > 0:
+        elif not evidence.pii_clean:
             out.append(
                 Rejection(
                     code="pii-not-clean",

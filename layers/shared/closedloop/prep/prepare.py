@@ -17,15 +17,17 @@ dataset's PII policy and where to write. For every file:
   numbers that pass the Luhn check, IBANs that pass mod-97, bank account numbers next to an
   account keyword, US SSNs).
 
-A file that is empty, not UTF-8, off-schema or holds undeclared PII goes to quarantine with a
-report and is not passed on. Outputs, under the manifest's `output_uri`: `data.csv` (the clean
+A file that is empty, not UTF-8 or not CSV, off-schema or holds undeclared PII goes to quarantine
+with a report and is not passed on. Reports, logs and error messages carry counts, positions,
+declared column names and reasons, never a value: an undeclared column name is data until proven
+otherwise (a CSV without a header row makes its first data row the header), so it is located by
+position, never quoted. Outputs, under the manifest's `output_uri`: `data.csv` (the clean
 files' rows), `pii_report.json` (counts per column and entity type, never values) and
 `manifest.json` (input object versions, policy and code versions: the lineage of the data).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import hmac
@@ -37,6 +39,7 @@ import re
 import shutil
 import sys
 import tempfile
+import traceback
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -153,14 +156,13 @@ def _is_number(value: str) -> bool:
 
 def _rows(stream: io.TextIOBase, file_format: str, columns: List[str]) -> Iterator[Tuple[int, Dict[str, str]]]:
     """(line number, row) for each data row; raises FileRejected on a schema break."""
-    expected = set(columns)
     if file_format == "csv":
         reader = csv.reader(stream)
         header = next(reader, None)
         if header is None:
             raise FileRejected("empty file")
         header = [name.strip() for name in header]
-        _check_columns(header, expected)
+        _check_columns(header, columns, HEADER_LOOKS_LIKE_DATA)
         for line, values in enumerate(reader, start=2):
             if not values:
                 continue
@@ -179,7 +181,9 @@ def _rows(stream: io.TextIOBase, file_format: str, columns: List[str]) -> Iterat
             raise FileRejected("line is not valid JSON", line=line) from None
         if not isinstance(record, dict):
             raise FileRejected("line is not a JSON object", line=line)
-        _check_columns(list(record), expected)
+        if "\\u" in text and not _encodable(record):
+            raise FileRejected("a value is not valid Unicode (an unpaired surrogate escape)", line=line)
+        _check_columns(list(record), columns, KEYS_LOOK_LIKE_DATA, line=line)
         row = {}
         for name, value in record.items():
             if isinstance(value, (dict, list)):
@@ -188,13 +192,72 @@ def _rows(stream: io.TextIOBase, file_format: str, columns: List[str]) -> Iterat
         yield line, row
 
 
-def _check_columns(found: List[str], expected: "set[str]") -> None:
-    if len(set(found)) != len(found):
-        raise FileRejected("duplicate column names")
-    missing = sorted(expected - set(found))
-    extra = sorted(set(found) - expected)
-    if missing or extra:
-        raise FileRejected("columns do not match the dataset policy", missing=missing, unexpected=extra)
+def _encodable(record: Dict[str, Any]) -> bool:
+    """JSON may escape half a surrogate pair (`"\\ud800"`): such a string cannot be written as UTF-8."""
+    try:
+        for name, value in record.items():
+            name.encode("utf-8")
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# A header is data until proven otherwise: only the policy's declared column names may be named in
+# a report, a log or an error. An undeclared header cell is reported by its position (1-based, as
+# a spreadsheet counts) and never by its text: a CSV without a header row makes its first data row
+# the header, and a JSON Lines record may use a value as a key.
+HEADER_LOOKS_LIKE_DATA = "the header row looks like data (is the header row missing?)"
+KEYS_LOOK_LIKE_DATA = "a record's keys look like data (values used as keys?)"
+MAX_POSITIONS = 50
+
+
+def _looks_like_data(name: str) -> bool:
+    """A column name shaped like a value: a number, or anything the PII detectors flag."""
+    text = name.strip()
+    return bool(text) and (_is_number(text) or bool(detect_pii(text)))
+
+
+def _check_columns(found: List[str], columns: List[str], looks_like_data: str, **where: Any) -> None:
+    """Raises FileRejected unless `found` holds each declared column exactly once and nothing else.
+
+    The details name declared columns only; undeclared ones are counted and located by position.
+    The reason is `looks_like_data` when an undeclared name is shaped like a value or no name at all
+    is a declared one.
+    """
+    expected = set(columns)
+    seen: "set[str]" = set()
+    unexpected: List[int] = []
+    duplicates: List[int] = []
+    for position, name in enumerate(found, start=1):
+        if name not in expected:
+            unexpected.append(position)
+        elif name in seen:
+            duplicates.append(position)
+        seen.add(name)
+    missing = [name for name in columns if name not in seen]
+    if not (unexpected or duplicates or missing):
+        return
+    data_shaped = [position for position in unexpected if _looks_like_data(found[position - 1])]
+    details: Dict[str, Any] = dict(
+        where,
+        columns_found=len(found),
+        columns_expected=len(columns),
+        missing=missing,
+        unexpected_columns=len(unexpected),
+        unexpected_positions=unexpected[:MAX_POSITIONS],
+    )
+    if data_shaped:
+        details.update(data_shaped_columns=len(data_shaped), data_shaped_positions=data_shaped[:MAX_POSITIONS])
+    if duplicates:
+        # a repeated declared name may be named; a repeated undeclared one is among `unexpected`
+        details.update(duplicated=sorted({found[position - 1] for position in duplicates}))
+    if data_shaped or (found and len(unexpected) == len(found)):
+        raise FileRejected(looks_like_data, **details)
+    if duplicates:
+        raise FileRejected("duplicate column names", **details)
+    raise FileRejected("columns do not match the dataset policy", **details)
 
 
 def prepare_stream(
@@ -248,6 +311,9 @@ def prepare_stream(
             rows += 1
     except UnicodeDecodeError as exc:
         raise FileRejected("file is not valid UTF-8", byte_offset_in_chunk=exc.start) from None
+    except csv.Error:
+        # e.g. a field past the csv module's size limit; its message holds no value, but the line does
+        raise FileRejected("file is not valid CSV", rows_read=rows) from None
     finally:
         text.detach()
     report = {"rows": rows, "declared": declared, "undeclared": undeclared}
@@ -261,6 +327,27 @@ def prepare_stream(
             kinds=sorted({kind for counts in undeclared.values() for kind in counts}),
         )
     return report
+
+
+# --- the run's PII verdict ----------------------------------------------------------------------
+
+
+def is_clean(undeclared_pii_files: int) -> bool:
+    """The one definition of a clean preparation run: none of its raw files held undeclared PII.
+
+    Prepared or quarantined alike: a quarantined file kept its values out of the prepared data, but
+    it shows that the source sends personal data the dataset policy does not declare, and a person
+    must look at that before a model trained on the source is released. `pii_report.json`'s `clean`,
+    the approval gate's `pii_clean` (`closedloop.approval`) and what `closedloop approve` prints all
+    come from here.
+    """
+    return undeclared_pii_files == 0
+
+
+def pii_verdict(files: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """`undeclared_pii_files` and `clean` of a run's PII report, from its per-file reports."""
+    undeclared = sum(1 for entry in files if entry.get("undeclared"))
+    return {"undeclared_pii_files": undeclared, "clean": is_clean(undeclared)}
 
 
 # --- S3 plumbing ------------------------------------------------------------------------------
@@ -338,8 +425,7 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
         "run_id": manifest["run_id"],
         "dataset": manifest["dataset"],
         "files": files_report,
-        "undeclared_pii_files": sum(1 for f in files_report if f.get("undeclared")),
-        "clean": all(not f.get("undeclared") for f in files_report if f["status"] == "prepared"),
+        **pii_verdict(files_report),
     }
     output = {
         "schema": OUTPUT_SCHEMA,
@@ -407,7 +493,22 @@ def _put_json(s3: Any, bucket: str, key: str, document: Dict[str, Any]) -> None:
     )
 
 
+AWS_ERROR_MODULES = ("botocore", "boto3", "s3transfer")
+
+
+def withheld(exc: BaseException) -> str:
+    """What may be said of an unexpected error: its type and where in this script, not its message."""
+    here = os.path.abspath(__file__)
+    lines = [
+        frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if os.path.abspath(frame.filename) == here
+    ]
+    where = f" at prepare.py line {lines[-1]}" if lines else ""
+    return f"preparation failed: {type(exc).__name__}{where} (message withheld: it may quote the data)"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    import argparse  # noqa: PLC0415 - not at the top: the approval gate imports this module for `is_clean`
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--manifest", required=True, help="s3:// URI of the run's input manifest")
     parser.add_argument("--run-id", default="", help="recorded only; the manifest is authoritative")
@@ -415,7 +516,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Glue passes its own arguments (--JOB_ID, --scriptLocation…): ignore what is not ours.
     args, _ = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    output = run(args.manifest, boto3.client("s3"), boto3.client("secretsmanager"), engine=args.engine)
+    try:
+        output = run(args.manifest, boto3.client("s3"), boto3.client("secretsmanager"), engine=args.engine)
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in AWS_ERROR_MODULES:
+            raise  # AWS's own words: they name resources and operations, never a data value
+        # Anything else is a bug met on some input, and its message may quote that input: the job's
+        # log, its failure reason and the ledger entry made from it get the type and the line only.
+        raise SystemExit(withheld(exc)) from None
     log.info(
         "prepared run %s: %d rows from %d files, %d quarantined",
         output["run_id"],
