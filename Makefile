@@ -17,7 +17,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export POWERTOOLS_TRACE_DISABLED := 1
 
-PIPELINE_SOURCES := pipelines/definition.py $(wildcard pipelines/steps/*.py) layers/shared/closedloop/lineage.py requirements/pipeline.txt
+PIPELINE_DEFINITION := pipelines/definition.json
 STACK_SOURCES := template.yaml $(shell find functions layers -name '*.py' -o -name '*.json' -o -name '*.txt' 2>/dev/null)
 
 .PHONY: help
@@ -58,11 +58,15 @@ $(PIPELINE_VENV)/.ready: requirements/pipeline.txt pyproject.toml
 	$(PIPELINE_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-build/pipeline.json: $(PIPELINE_VENV)/.ready $(PIPELINE_SOURCES)
-	$(PIPELINE_VENV)/bin/python pipelines/definition.py --offline --output $@
-
+# The offline pipeline definition is checked in (pipelines/definition.json), so the demo needs no SDK;
+# `make test` fails when it is not what the code generates (tests/integration/test_pipeline_definition_current.py).
 .PHONY: pipeline
-pipeline: build/pipeline.json  ## write the training pipeline definition offline (no AWS account needed)
+pipeline: $(PIPELINE_VENV)/.ready  ## regenerate pipelines/definition.json offline with the sagemaker SDK (commit it)
+	$(PIPELINE_VENV)/bin/python pipelines/definition.py --offline --output $(PIPELINE_DEFINITION)
+
+.PHONY: pipeline-check
+pipeline-check: $(PIPELINE_VENV)/.ready  ## fail when pipelines/definition.json is not what the code generates
+	$(PIPELINE_VENV)/bin/python pipelines/definition.py --offline --check $(PIPELINE_DEFINITION)
 
 .PHONY: venv
 venv: $(VENV)/.ready $(SAM_VENV)/.ready  ## create the virtual environments
@@ -86,8 +90,15 @@ template: $(VENV)/.ready $(SAM_VENV)/.ready  ## cfn-lint and sam validate --lint
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
+# Debian's headless Chromium and its driver for the console's browser test (tests/e2e/test_ui_browser.py):
+# Selenium drives the system browser, never a downloaded one.
+.PHONY: browser
+browser:  ## install Debian's chromium and chromium-driver when they are missing
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
+
 .PHONY: pytest
-pytest: $(VENV)/.ready pipeline
+pytest: $(VENV)/.ready $(SAM_VENV)/.ready $(RUNTIME_VENV)/.ready $(PIPELINE_VENV)/.ready browser
 	$(BIN)/pytest -q
 
 .PHONY: workflows
@@ -105,11 +116,17 @@ security: $(CHECKOV_VENV)/.ready  ## checkov on template.yaml: zero failed check
 test: lint typecheck template workflows security pytest  ## everything CI runs
 
 .PHONY: demo
-demo: $(VENV)/.ready build/pipeline.json  ## the whole closed loop on this machine (moto, no AWS account)
+demo: $(VENV)/.ready  ## the whole closed loop on this machine (moto, no AWS account)
 	$(BIN)/closedloop demo
 
+# Needs the loop up (`closedloop demo --keep` or `closedloop local up` in another terminal).
+.PHONY: notebook
+notebook: $(VENV)/.ready  ## register .venv as the Jupyter kernel "closedloop (.venv)"; run docs/operator.ipynb against the local loop, saving its outputs
+	$(BIN)/python -m ipykernel install --user --name closedloop --display-name "closedloop (.venv)"
+	$(BIN)/jupyter execute --inplace --kernel_name=closedloop docs/operator.ipynb
+
 .PHONY: bench
-bench: $(VENV)/.ready $(SAM_VENV)/.ready $(RUNTIME_VENV)/.ready build/pipeline.json  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
+bench: $(VENV)/.ready $(SAM_VENV)/.ready $(RUNTIME_VENV)/.ready  ## measure cold init, package size, overhead, coalescing, drift, storms, demo
 	PYTHONPATH=tests $(BIN)/python bench/run.py --python $(RUNTIME_VENV)/bin/python
 
 .PHONY: build

@@ -6,8 +6,11 @@
 
 Two ways to run it:
 
-* offline, for tests and review (`make pipeline`): inside moto, with a placeholder role and
-  bucket, no credentials needed — `python pipelines/definition.py --offline`;
+* offline, for the local loop, tests and review (`make pipeline`): inside moto, with a placeholder
+  role, bucket and region, no credentials needed — `python pipelines/definition.py --offline
+  --output pipelines/definition.json`. That file is checked in, so `make demo` needs no SDK;
+  `--check pipelines/definition.json` (`make pipeline-check`, and a test in `make test`) fails when
+  it is not what the code generates;
 * for a deployment: against the real account, so the step code lands in the stack's artifacts
   bucket — `python pipelines/definition.py --role-arn <TrainingPipelineRoleArn> --bucket
   <ArtifactsBucketName> --region <region> --name <ResourcePrefix>-training`, then
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import gzip
 import hashlib
@@ -457,15 +461,33 @@ def offline_aws(config: PipelineConfig) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def check(path: Path, generated: str) -> int:
+    """0 when `path` holds exactly the generated definition; otherwise 1, saying what to do and where it differs."""
+    current = path.read_text(encoding="utf-8") if path.is_file() else None
+    if current == generated:
+        print(f"{path} is what the code generates (code {code_version()[:12]})", file=sys.stderr)
+        return 0
+    why = "it is missing" if current is None else "it is not what the code generates"
+    diff = difflib.unified_diff(
+        (current or "").splitlines(), generated.splitlines(), str(path), "generated now", n=1, lineterm=""
+    )
+    print(f"{path} is stale ({why}): run `make pipeline` and commit the result", file=sys.stderr)
+    print("\n".join(list(diff)[:16]), file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = PipelineConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="build/pipeline.json")
     parser.add_argument("--offline", action="store_true", help="generate inside moto (no AWS account needed)")
+    parser.add_argument(
+        "--check", metavar="PATH", type=Path, help="write nothing; fail when PATH differs from what is generated"
+    )
     parser.add_argument("--name", default=defaults.name, help="pipeline name (the stack's <ResourcePrefix>-training)")
     parser.add_argument("--role-arn", default=defaults.role_arn, help="the stack's TrainingPipelineRoleArn output")
     parser.add_argument("--bucket", default=defaults.bucket, help="the stack's ArtifactsBucketName output")
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or defaults.region)
+    parser.add_argument("--region", help=f"default: AWS_REGION, or {defaults.region} (always, with --offline)")
     parser.add_argument("--model-group", default=defaults.model_group, help="default of ModelPackageGroupName")
     parser.add_argument("--training-instance-type", default=defaults.training_instance_type)
     parser.add_argument("--processing-instance-type", default=defaults.processing_instance_type)
@@ -475,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         role_arn=args.role_arn,
         bucket=args.bucket,
-        region=args.region,
+        # Offline, the environment's region must not leak in: the checked-in definition is the same everywhere.
+        region=args.region or (defaults.region if args.offline else os.environ.get("AWS_REGION") or defaults.region),
         model_group=args.model_group,
         training_instance_type=args.training_instance_type,
         processing_instance_type=args.processing_instance_type,
@@ -484,9 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_sdk()
     with offline_aws(config) if args.offline else contextlib.nullcontext():
         definition = generate(config)
+    text = json.dumps(definition, indent=1, sort_keys=True) + "\n"
+    if args.check is not None:
+        return check(args.check, text)
     target = Path(args.output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(definition, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
     print(f"wrote {target} ({len(definition['Steps'])} steps, code {code_version()[:12]})", file=sys.stderr)
     return 0
 

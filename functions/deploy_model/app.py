@@ -33,7 +33,7 @@ approvals = ApprovalQueue(
 )
 
 
-@logger.inject_lambda_context(correlation_id_path=SQS_CORRELATION)
+@logger.inject_lambda_context(correlation_id_path=SQS_CORRELATION, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

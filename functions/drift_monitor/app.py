@@ -25,7 +25,7 @@ monitor = DriftMonitor(
 )
 
 
-@logger.inject_lambda_context(correlation_id_path=SCHEDULER_CORRELATION)
+@logger.inject_lambda_context(correlation_id_path=SCHEDULER_CORRELATION, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closedloop import aws
 from closedloop.dataprep.batch import ArrivalBatch
+from closedloop.dataprep.quarantine import EmptyUploadQuarantine
 from closedloop.dataprep.service import DataPrepService
 from closedloop.idempotency import persistence_layer
 from closedloop.ledger import Ledger
@@ -27,10 +28,11 @@ arrivals = ArrivalBatch(
         ledger=ledger,
         idempotency_store=persistence_layer(settings.idempotency_table, aws.dynamodb()),
     ),
+    quarantine=EmptyUploadQuarantine(quarantine_bucket=settings.quarantine_bucket, s3=aws.s3(), ledger=ledger),
 )
 
 
-@logger.inject_lambda_context(correlation_id_path=SQS_CORRELATION)
+@logger.inject_lambda_context(correlation_id_path=SQS_CORRELATION, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

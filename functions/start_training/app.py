@@ -27,7 +27,7 @@ starter = TrainingStarter(
 )
 
 
-@logger.inject_lambda_context(correlation_id_path=EVENTBRIDGE_CORRELATION)
+@logger.inject_lambda_context(correlation_id_path=EVENTBRIDGE_CORRELATION, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from closedloop_ops.cli_errors import CliError
+from closedloop_ops.text import shorten
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STACK = "closedloop-dev"
 
 __all__ = ["CliError", "main"]
 
@@ -59,7 +61,11 @@ def cmd_route(args: argparse.Namespace) -> int:
         raise CliError(f"{args.template}: {exc}") from None
 
     def text() -> str:
+        if not report.event_source and report.envelope:
+            return report.envelope
         lines = [f"event: {report.event_source} / {report.detail_type}"]
+        if report.envelope:
+            lines.insert(0, f"envelope: {report.envelope}")
         if not report.matches:
             lines.append("matches no rule of the template: no handler would run")
         for match in report.matches:
@@ -80,8 +86,12 @@ def _stack(args: argparse.Namespace) -> Any:
     from closedloop_ops.stackref import aws_stack, local_stack
 
     if args.local or args.endpoint_url:
-        return local_stack(Path(args.state_file) if args.state_file else None, args.endpoint_url, args.profile)
-    return aws_stack(args.stack, args.region, args.profile)
+        if args.stack is not None:
+            raise CliError("--stack names a deployed stack and --local the local loop: pass one of them")
+        stack = local_stack(Path(args.state_file) if args.state_file else None, args.endpoint_url, args.profile)
+    else:
+        stack = aws_stack(args.stack or DEFAULT_STACK, args.region, args.profile)
+    return _as_role(stack, args)
 
 
 def _stack_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
@@ -91,7 +101,7 @@ def _stack_options(parser: argparse.ArgumentParser, *, json_output: bool = True)
     )
     where.add_argument("--endpoint-url", metavar="URL", help="the local loop's emulator URL (implies --local)")
     where.add_argument("--state-file", help=argparse.SUPPRESS)
-    where.add_argument("--stack", default="closedloop-dev", help="deployed stack name (default: closedloop-dev)")
+    where.add_argument("--stack", help=f"deployed stack name (default: {DEFAULT_STACK})")
     where.add_argument("--region", help="AWS region (default: AWS_REGION or your profile's)")
     where.add_argument("--profile", help="AWS profile (default: AWS_PROFILE, else the default chain)")
     if json_output:
@@ -126,6 +136,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from closedloop_ops.operations import audit
 
     since, until = _parse_time(args.since), (_parse_time(args.until) if args.until else None)
+    if until is not None and until <= since:
+        raise CliError(f"--until {args.until} is not after --since {args.since}: nothing could be in between")
     decisions = audit(_stack(args), since, until)
     rows = [
         [d.at.isoformat(timespec="seconds"), d.route, d.action, d.result, d.business_key, d.reason, d.event_id]
@@ -171,11 +183,14 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         letters = peek(stack, args.queue, args.max)
         _print(
             args,
-            [letter.__dict__ for letter in letters],
+            [{**letter.__dict__, "subject": letter.subject} for letter in letters],
             lambda: (
                 _table(
-                    [[x.message_id, x.kind, f"{x.event_source} / {x.detail_type}", x.reason] for x in letters],
-                    ["message", "kind", "event", "why"],
+                    [
+                        [x.message_id, x.kind, f"{x.event_source} / {x.detail_type}", x.subject or "-", x.reason]
+                        for x in letters
+                    ],
+                    ["message", "kind", "event", "about", "why"],
                 )
                 if letters
                 else f"{args.queue} is empty"
@@ -226,6 +241,8 @@ def cmd_flip(args: argparse.Namespace) -> int:
     from closedloop_ops import approvals
 
     action = args.command
+    if args.reason is None:
+        raise CliError(f'{args.command} needs --reason "…": why, recorded in the registry next to who decided')
     if not args.reason.strip():
         raise CliError("--reason must say why: it is recorded in the registry next to who decided")
     stack = _stack(args)
@@ -263,6 +280,9 @@ def cmd_flip(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from closedloop_ops.lineage import format_text, to_dot, trace
 
+    for flag, value in (("--inference-id", args.inference_id), ("--model-version", args.model_version)):
+        if value is not None and not value.strip():
+            raise CliError(f"{flag} is empty: name the {flag.removeprefix('--').replace('-', ' ')} to trace")
     chain = trace(
         _stack(args), inference_id=args.inference_id, endpoint=args.endpoint, model_version=args.model_version
     )
@@ -313,6 +333,21 @@ def cmd_pipeline_upsert(args: argparse.Namespace) -> int:
 # -- the local loop --------------------------------------------------------------------------------
 
 
+def local_loop_banner(endpoint_url: str, region: str, stack_name: str) -> str:
+    """How to reach the local loop from your own code (any credentials reach the same emulated account)."""
+    return "\n".join(
+        [
+            f"local loop up at {endpoint_url} (stack {stack_name}, region {region}); Ctrl-C stops it",
+            "from your own code or the AWS CLI:",
+            f"  export AWS_ENDPOINT_URL={endpoint_url} AWS_REGION={region} "
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+            f'  boto3.client("s3", endpoint_url="{endpoint_url}", region_name="{region}", '
+            'aws_access_key_id="local", aws_secret_access_key="local")',
+            "the commands: closedloop status --local (and every other command with --local)",
+        ]
+    )
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     import time
 
@@ -320,7 +355,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     from closedloop_ops.stackref import default_state_file, write_local_state
 
     state = Path(args.state_file) if args.state_file else default_state_file()
-    with LocalLoop.start(stack_name=args.stack_name) as loop:
+    from closedloop_ops.local.loop import approval_parameters
+
+    mode = _approval_mode(args)
+    parameters = approval_parameters(mode["approval_mode"], mode["approvers"])
+    with LocalLoop.start(stack_name=args.stack_name, parameters=parameters) as loop:
         write_local_state(
             state,
             name=loop.stack.stack_name,
@@ -328,9 +367,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             endpoint_url=loop.stack.endpoint_url,
             outputs=loop.stack.outputs,
         )
-        print(
-            f"local loop up at {loop.stack.endpoint_url} (stack {loop.stack.stack_name}); Ctrl-C stops it", flush=True
-        )
+        print(local_loop_banner(loop.stack.endpoint_url, loop.stack.region, loop.stack.stack_name), flush=True)
         try:
             while True:
                 loop.settle()
@@ -375,16 +412,110 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             state_file.unlink(missing_ok=True)
 
-    if not (ROOT / "build" / "pipeline.json").is_file():
-        raise CliError("build/pipeline.json is missing: run `make pipeline` first (`make demo` does)")
+    if not (ROOT / "pipelines" / "definition.json").is_file():
+        raise CliError("pipelines/definition.json is missing: run `make pipeline` (it is checked in)")
     report = run_demo(
         Path(args.out),
         say=lambda line: print(line, flush=True),
         keep=keep if args.keep else None,
         chaos_seed=args.chaos,
+        **_approval_mode(args),
     )
+    if args.approval_mode == "manual":  # the story ends where a person takes over
+        return 0 if report.get("pending_versions") and report["events_in_dlq"] == 0 else 1
     ok = len(report["model_versions_deployed"]) >= 2 and report["retrainings"] == 1 and report["events_in_dlq"] == 0
     return 0 if ok else 1
+
+
+# -- approval console (`closedloop ui`), approval mode of the local loop, acting as a role ------------
+
+
+def _as_role(stack: Any, args: argparse.Namespace) -> Any:
+    """The stack as a session of `--assume-role` (approve, reject, ui), else as it is."""
+    role = getattr(args, "assume_role", None)
+    if not role:
+        return stack
+    from closedloop_ops.ui.identity import assume_role
+
+    return assume_role(stack, role, getattr(args, "role_session_name", None))
+
+
+def _role_options(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_argument_group("acting as a role (the approver allow-list names roles)")
+    who.add_argument(
+        "--assume-role", metavar="ROLE_ARN", help="assume this role with your credentials first (sts:AssumeRole)"
+    )
+    who.add_argument("--role-session-name", metavar="NAME", help="the role session's name (default: your login)")
+
+
+def _approval_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """`--approval-mode`/`--approvers` of `demo` and `local up`, checked."""
+    if args.approvers and args.approval_mode != "manual":
+        raise CliError("--approvers needs --approval-mode manual (in auto mode the approval policy releases versions)")
+    return {"approval_mode": args.approval_mode, "approvers": args.approvers}
+
+
+def _approval_mode_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--approval-mode",
+        choices=["auto", "manual"],
+        default="auto",
+        help="auto (default): the approval policy releases versions; manual: an approver on the allow-list does",
+    )
+    parser.add_argument(
+        "--approvers",
+        metavar="ARN,...",
+        help="manual mode's allow-list (default: the local role arn:aws:iam::123456789012:role/ComplianceOfficer, "
+        "which the local loop creates so that you can assume it)",
+    )
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from werkzeug.serving import make_server
+
+    from closedloop_ops import approvals
+    from closedloop_ops.ui.app import create_app
+
+    stack = _stack(args)
+    identity = approvals.caller_identity(stack)
+    app = create_app(stack, identity=identity)
+    try:
+        server = make_server("127.0.0.1", args.port, app, threaded=True)
+    except OSError as exc:
+        raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror} (pass another --port, or 0)") from None
+    url = f"http://127.0.0.1:{server.server_port}/"
+    where = "the local loop" if stack.local else f"{stack.name} in {stack.region}"
+    print(f"closedloop ui for {where} as {identity}\n  {url}   (127.0.0.1 only; Ctrl-C stops it)", flush=True)
+    if args.open:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_ui(commands: Any) -> None:
+    ui = _command(
+        commands,
+        "ui",
+        "the approval console: a local web page with status, evidence, lineage, drift, audit and dead letters",
+        "Serve a web page on 127.0.0.1 (like `mlflow ui`) that shows the model lines and their stages, a version's "
+        "evidence as charts, lineage as a graph, drift against the alarms' thresholds, the audit log and the "
+        "dead-letter queues, and lets you approve or reject a version with a reason and redrive dead letters. It "
+        "acts with your credentials (or the role you assume), through the same functions as `closedloop approve`.",
+        "examples:\n  closedloop ui --local --assume-role arn:aws:iam::123456789012:role/ComplianceOfficer\n"
+        "  closedloop ui --stack closedloop-prod --region eu-west-1 --profile compliance --open",
+    )
+    ui.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any free port)")
+    ui.add_argument("--open", action="store_true", help="open the page in your browser")
+    _stack_options(ui, json_output=False)
+    _role_options(ui)
+    ui.set_defaults(func=cmd_ui)
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -440,7 +571,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_status, _add_flips, _add_lineage, _add_dlq, _add_audit, _add_pipeline, _add_route, _add_local):
+    for add in (
+        _add_status,
+        _add_flips,
+        _add_lineage,
+        _add_dlq,
+        _add_audit,
+        _add_pipeline,
+        _add_route,
+        _add_local,
+        _add_ui,
+    ):
         add(commands)
     return parser
 
@@ -489,9 +630,10 @@ def _add_flips(commands: Any) -> None:
             f'  closedloop {action} 7 --reason "…" --yes --profile compliance-officer',
         )
         flip.add_argument("version", help="the version number in the stack's model group (or its ARN)")
-        flip.add_argument("--reason", required=True, help="why (mandatory; recorded in the registry)")
+        flip.add_argument("--reason", help="why (mandatory; recorded in the registry)")
         flip.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         _stack_options(flip)
+        _role_options(flip)
         flip.set_defaults(func=cmd_flip)
 
 
@@ -570,7 +712,11 @@ def _add_pipeline(commands: Any) -> None:
         "  closedloop pipeline upsert --local",
     )
     pipeline.add_argument("action", choices=["upsert"], help="upsert: create or update")
-    pipeline.add_argument("--definition", default="build/pipeline.json", help="default: build/pipeline.json")
+    pipeline.add_argument(
+        "--definition",
+        default="pipelines/definition.json",
+        help="default: pipelines/definition.json (the offline one, for the local loop)",
+    )
     pipeline.add_argument("--name", help="pipeline name (default: the stack's TrainingPipelineName)")
     pipeline.add_argument("--role-arn", help="execution role (default: the stack's TrainingPipelineRoleArn)")
     pipeline.add_argument("--description", default="", help="pipeline description")
@@ -611,6 +757,7 @@ def _add_local(commands: Any) -> None:
     demo.add_argument(
         "--chaos", type=int, metavar="SEED", help="the bad day: duplicates, reordering, throttling, crashes"
     )
+    _approval_mode_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     local = _command(
@@ -625,6 +772,7 @@ def _add_local(commands: Any) -> None:
     local.add_argument("--stack-name", default="closedloop-local", help="default: closedloop-local")
     local.add_argument("--interval", type=float, default=0.5, help="seconds between delivery passes (default: 0.5)")
     local.add_argument("--state-file", help=argparse.SUPPRESS)
+    _approval_mode_options(local)
     local.set_defaults(func=cmd_local_up)
 
 
@@ -660,7 +808,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ClosedloopError):
         return " ".join(exc.message.split())
     text = " ".join(str(exc).split())
-    text = text if len(text) <= 300 else text[:299] + "…"
+    text = shorten(text, 300)
     return f"unexpected {type(exc).__name__}: {text} (rerun with `closedloop --debug …` for the traceback)"
 
 

@@ -17,6 +17,9 @@ from closedloop import lineage as keys
 from closedloop_ops.cli_errors import CliError
 from closedloop_ops.operations import audit, decisions_for
 from closedloop_ops.stackref import StackRef
+from closedloop_ops.text import shorten
+
+LABEL_WIDTH = 100  # characters of a label line: a trigger reason may be 1,000
 
 
 def _s3_json(stack: StackRef, uri: str) -> dict[str, Any] | None:
@@ -313,8 +316,11 @@ def _label(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def to_dot(chain: dict[str, Any]) -> str:
-    """The chain as a Graphviz digraph (`closedloop lineage --format dot | dot -Tsvg > lineage.svg`)."""
+def graph(chain: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The chain as nodes (name, label) and edges, newest first: what `to_dot` writes and the report draws.
+
+    Label lines are shortened at word boundaries (`closedloop_ops.text.shorten`), never inside a number.
+    """
     nodes: list[tuple[str, str]] = []
     if "inference" in chain:
         inference = chain["inference"]
@@ -330,19 +336,27 @@ def to_dot(chain: dict[str, Any]) -> str:
     nodes.append(
         (
             "execution",
-            f"pipeline execution {_short(execution.get('arn'))}\ntrigger {execution.get('trigger')}: "
-            f"{str(execution.get('trigger_reason'))[:60]}",
+            f"pipeline execution {_short(execution.get('arn'))}\n"
+            + shorten(f"trigger {execution.get('trigger')}: {execution.get('trigger_reason')}", LABEL_WIDTH),
         )
     )
     prepared = chain["prepared_data"]
     nodes.append(("prepared", f"prepared data\nrun {prepared.get('prep_run_id')} ({prepared.get('rows')} rows)"))
     raws = chain.get("raw_objects", [])[:20]
     nodes += [(f"raw{i}", f"{raw['key']}\nversion {raw.get('version_id')}") for i, raw in enumerate(raws)]
-    nodes.append(("code", f"code\n{str(chain.get('code_version', {}).get('model'))[:120]}"))
+    nodes.append(("code", f"code\n{shorten(str(chain.get('code_version', {}).get('model')), 120)}"))
+    order = [n for n, _ in nodes if not n.startswith("raw") and n != "code"]
+    edges = list(itertools.pairwise(order))
+    edges += [("prepared", n) for n, _ in nodes if n.startswith("raw")]
+    edges.append(("execution", "code"))
+    return nodes, edges
+
+
+def to_dot(chain: dict[str, Any]) -> str:
+    """The chain as a Graphviz digraph (`closedloop lineage --format dot | dot -Tsvg > lineage.svg`)."""
+    nodes, edges = graph(chain)
     lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
     lines += [f'  {name} [label="{_label(label)}"];' for name, label in nodes]
-    order = [n for n, _ in nodes if not n.startswith("raw") and n != "code"]
-    lines += [f"  {a} -> {b};" for a, b in itertools.pairwise(order)]
-    lines += [f"  prepared -> {n};" for n, _ in nodes if n.startswith("raw")]
-    lines += ["  execution -> code;", "}"]
+    lines += [f"  {a} -> {b};" for a, b in edges]
+    lines.append("}")
     return "\n".join(lines)

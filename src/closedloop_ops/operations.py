@@ -42,6 +42,36 @@ class DeadLetter:
     body: dict[str, Any] = field(repr=False, default_factory=dict)
     attributes: dict[str, str] = field(repr=False, default_factory=dict)
 
+    @property
+    def subject(self) -> str:
+        """What the event is about: the object key, version, execution, job, endpoint or alarm it names."""
+        return subject_of(self.body)
+
+
+SUBJECT_FIELDS = (
+    "ModelPackageArn",
+    "pipelineExecutionArn",
+    "ProcessingJobName",
+    "EndpointName",
+    "alarmName",
+)
+
+
+def subject_of(body: Any) -> str:
+    """The subject of an EventBridge event (inside a Lambda destination record, if it is one), or ""."""
+    if isinstance(body, dict) and isinstance(body.get("requestPayload"), dict):
+        body = body["requestPayload"]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, dict):
+        return ""
+    obj, bucket = detail.get("object"), detail.get("bucket")
+    if isinstance(obj, dict) and isinstance(bucket, dict):
+        version = f" (version {obj['version-id']})" if obj.get("version-id") else ""
+        return f"s3://{bucket.get('name', '?')}/{obj.get('key', '?')}{version}"
+    if detail.get("jobName"):
+        return f"{detail['jobName']} run {detail.get('jobRunId', '?')}"
+    return next((str(detail[name]) for name in SUBJECT_FIELDS if detail.get(name)), "")
+
 
 @dataclass
 class QueueDepth:

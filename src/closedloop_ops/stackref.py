@@ -131,12 +131,8 @@ def local_stack(path: Path | None = None, endpoint_url: str | None = None, profi
             f"{path} is not a local loop state file: stop the loop, delete the file and start it again"
         ) from None
     url = endpoint_url or state["endpoint_url"]
-    try:
-        urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()  # noqa: S310 - loopback emulator
-    except (urllib.error.URLError, OSError):
-        raise CliError(
-            f"the local loop at {url} does not answer: start it with `closedloop local up` (or `make demo`)"
-        ) from None
+    if not _answers(f"{url}/moto-api/"):
+        raise CliError(f"the local loop at {url} does not answer: start it with `closedloop local up` (or `make demo`)")
     return StackRef(
         name=state["name"],
         region=state["region"],
@@ -233,3 +229,21 @@ def aws_stack(name: str, region: str | None = None, profile: str | None = None) 
         raise CliError(f"cannot reach AWS in {session.region_name}: {exc} (check the network and --region)") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     return StackRef(name=name, region=session.region_name, outputs=outputs, credentials=credentials)
+
+
+def _answers(url: str, attempts: int = 3, timeout: float = 10.0) -> bool:
+    """Whether the emulator answers; a busy loop (a pipeline step running) may take seconds, so try again."""
+    for _ in range(attempts):
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - loopback emulator
+        except urllib.error.HTTPError:
+            return True  # it answered, with an error status: it is up
+        except (urllib.error.URLError, OSError) as exc:
+            if isinstance(getattr(exc, "reason", None), ConnectionRefusedError) or isinstance(
+                exc, ConnectionRefusedError
+            ):
+                return False  # nothing listens there: no point in waiting
+            continue
+        else:
+            return True
+    return False

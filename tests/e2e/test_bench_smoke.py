@@ -32,9 +32,13 @@ def test_every_benchmark_figure_runs() -> None:
     figures = {f["name"].split("[")[0] for f in json.loads((ROOT / "build/bench/results.json").read_text())["figures"]}
     assert figures == {
         "cold_init_ms",
+        "first_invocation_ms",
         "burst_coalescing",
         "retrain_storm",
         "drift_records_per_s",
+        "pii_recall",
+        "pii_false_positive_rate",
+        "prep_rows_per_s",
         "warm_overhead_ms",
         "demo_wall_s",
     }

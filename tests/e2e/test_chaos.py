@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=SEEDS, ids=lambda seed: f"seed{seed}")
 def chaos_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not (ROOT / "build" / "pipeline.json").is_file():
-        pytest.fail("build/pipeline.json is missing: run `make pipeline` (make test does it first)")
+    if not (ROOT / "pipelines" / "definition.json").is_file():
+        pytest.fail("pipelines/definition.json is missing: run `make pipeline` and commit it")
     seen: dict[str, Any] = {}
 
     def inspect(demo: Demo) -> None:

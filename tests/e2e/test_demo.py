@@ -64,8 +64,8 @@ def _everything_written(demo: Demo) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not (ROOT / "build" / "pipeline.json").is_file():
-        pytest.fail("build/pipeline.json is missing: run `make pipeline` (make test does it first)")
+    if not (ROOT / "pipelines" / "definition.json").is_file():
+        pytest.fail("pipelines/definition.json is missing: run `make pipeline` and commit it")
     out = tmp_path_factory.mktemp("demo")
     seen: dict[str, Any] = {}
 
@@ -128,5 +128,19 @@ def test_no_seeded_pii_value_appears_anywhere(demo_run: dict[str, Any]) -> None:
 def test_the_report_files_are_written(demo_run: dict[str, Any]) -> None:
     out: Path = demo_run["out"]
     assert json.loads((out / "report.json").read_text())["retrainings"] == 1
-    assert "![timeline](timeline.svg)" in (out / "report.md").read_text()
-    assert (out / "timeline.svg").read_text().count("<circle") == len(demo_run["report"]["timeline"])
+    markdown = (out / "report.md").read_text()
+    assert all(f"]({name}.svg)" in markdown for name in ("timeline", "drift", "lineage"))
+    assert (out / "timeline.svg").read_text().count('id="event-') == len(demo_run["report"]["timeline"])
+    assert all((out / f"{name}.png").is_file() for name in ("timeline", "drift", "lineage"))
+
+
+def test_the_drift_metrics_are_read_back_with_their_alarm_thresholds(demo_run: dict[str, Any]) -> None:
+    # Given the demo's two drift-monitor runs (like traffic, then drifted traffic)
+    # When the report is written, the metrics are read back from the loop's CloudWatch
+    metrics = {m["metric"]: m for m in demo_run["report"]["drift_metrics"]}
+    # Then each alarm's metric is there with its threshold and both runs, the drifted one above it
+    assert {"MaxFeaturePSI", "PredictionKS", "BiasDrift"} <= set(metrics)
+    psi = metrics["MaxFeaturePSI"]
+    assert (psi["alarm"], psi["threshold"]) == ("closedloop-drift-features", 0.2)
+    assert len(psi["points"]) >= 2 and psi["points"][0][1] < 0.2 < psi["points"][1][1]
+    assert "threshold 0.2 (alarm closedloop-drift-features)" in (demo_run["out"] / "drift.svg").read_text()

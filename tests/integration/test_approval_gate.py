@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from closedloop import ledger_keys
-from closedloop.errors import InvalidEventError
+from closedloop.errors import ForeignEventError, InvalidEventError
 from closedloop.retrain_lock import RetrainLock
 from closedloop_ops.moto_ext.pipelines import record_execution_step
 from support.handlers import invoke, load_handler
@@ -259,6 +259,33 @@ def test_an_execution_of_another_pipeline_is_invalid(stack: Stack, gate: Any) ->
     other = start_execution("someone-elses-pipeline")
     with pytest.raises(InvalidEventError, match="another pipeline"):
         invoke(gate, pipeline_event(other))
+
+
+@pytest.mark.parametrize(
+    ("account", "region", "envelope"),
+    [
+        ("999999999999", REGION, "999999999999"),  # another account's pipeline of the same name
+        (ACCOUNT, "us-east-1", ACCOUNT),  # ours by account, but in another region
+        (ACCOUNT, REGION, "999999999999"),  # our ARN, forwarded from another account's bus
+    ],
+)
+def test_an_execution_that_is_not_ours_is_answered_not_ours_and_decides_nothing(
+    stack: Stack, gate: Any, inbox: Inbox, account: str, region: str, envelope: str
+) -> None:
+    # Given an execution of a pipeline named like ours, owned elsewhere (nothing about it here)
+    foreign = f"arn:aws:sagemaker:{region}:{account}:pipeline/closedloop-training/execution/f0r31gn0000x"
+    event = pipeline_event(foreign)
+    event["account"] = envelope
+    # When its Succeeded event reaches the gate
+    with pytest.raises(ForeignEventError) as caught:
+        invoke(gate, event)
+    # Then the answer is "not ours": structured, not retryable, naming whose it is and whose we are
+    assert caught.value.code == "ForeignEvent" and not caught.value.retryable
+    assert caught.value.message.startswith("not ours:") and ACCOUNT in caught.value.message
+    assert caught.value.context["execution_arn"] == foreign
+    # And no decision about it: no "no-model", no approval, no notification
+    assert ledger(stack).decisions_for(f"execution:{foreign}") == []
+    assert inbox() == []
 
 
 def test_epoch_millisecond_times_are_handled_like_iso(stack: Stack, gate: Any) -> None:

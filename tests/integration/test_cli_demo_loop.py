@@ -207,10 +207,10 @@ def test_approve_and_reject_refuse_versions_in_the_wrong_state(
     # And the reason is mandatory, and must say something
     code, _, err = run(["reject", "2", "--reason", "   ", "--yes", *local], capsys)
     assert code == 2 and "--reason must say why" in err
-    with pytest.raises(SystemExit) as exit_info:
-        run(["approve", "2", *local], capsys)
-    assert exit_info.value.code == 2
-    assert "the following arguments are required: --reason" in capsys.readouterr().err
+    code, _, err = run(["approve", "2", *local], capsys)
+    assert code == 2 and err.strip() == (
+        'closedloop: approve needs --reason "…": why, recorded in the registry next to who decided'
+    )
 
 
 def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
@@ -376,6 +376,25 @@ def test_a_redriven_approval_that_was_deployed_meanwhile_is_a_no_op(
 # -- the notebook ----------------------------------------------------------------------------------
 
 
+def test_the_operator_notebook_runs_as_written_in_a_jupyter_kernel(
+    demo: Demo, local: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    # Given the kept loop, and the notebook as a reader gets it (the kernel is .venv's Python)
+    monkeypatch.setenv("CLOSEDLOOP_STATE_FILE", local[local.index("--state-file") + 1])
+    notebook = nbformat.read(ROOT / "docs" / "operator.ipynb", as_version=4)
+    # When "Run all" executes it in a Jupyter kernel
+    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(ROOT)}}).execute()
+    # Then every cell ran, and the only cell that could change anything did nothing unasked
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert [o for o in outputs if o.output_type == "error"] == []
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "model group closedloop-models" in printed and "digraph lineage {" in printed
+    assert "nothing approved: set VERSION to a waiting version and REASON to what you reviewed" in printed
+
+
 def test_the_operator_notebook_runs_against_the_demo_loop(
     demo: Demo, local: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -383,12 +402,16 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     version = register_copy(demo.loop, 2)
     monkeypatch.setenv("CLOSEDLOOP_STATE_FILE", local[local.index("--state-file") + 1])
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    # When every code cell runs in order (the kept loop keeps delivering events in between)
     cells = code_cells(ROOT / "docs" / "operator.ipynb")
     assert len(cells) >= 10
-    for cell_id, source in cells:
-        exec(compile(source, f"operator.ipynb:{cell_id}", "exec"), namespace)
-        demo.settle()
+
+    def run_cells(sources: list[tuple[str, str]]) -> None:
+        for cell_id, source in sources:
+            exec(compile(source, f"operator.ipynb:{cell_id}", "exec"), namespace)
+            demo.settle()
+
+    # When every code cell runs in order, as written ("Run all"; the kept loop delivers events in between)
+    run_cells(cells)
     printed = capsys.readouterr().out
     # Then it saw the loop as the command line does
     assert namespace["group"].live["version"] == 2
@@ -396,10 +419,23 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     assert namespace["chain"]["inference"]["inference_id"] == namespace["inference_id"]
     assert {d.route for d in namespace["decisions"]} >= ROUTES
     assert "digraph lineage {" in namespace["dot"]
-    # And the flip went through, with the rollout's answer
-    assert namespace["version"] == version and namespace["flipped"].status == "Approved"
-    assert [(d.action, d.result) for d in namespace["verdicts"]] == [("verify_approver", "refused")]
     assert "policy now   approval-policy/1 says approve" in printed
+    # And it approved nothing: the version still waits, the approve cell said what to fill in
+    summaries = demo.loop.client("sagemaker").list_model_packages(ModelPackageGroupName="closedloop-models")
+    status = {int(p["ModelPackageVersion"]): p["ModelApprovalStatus"] for p in summaries["ModelPackageSummaryList"]}
+    assert status[version] == "PendingManualApproval"
+    assert namespace["flipped"] is None and namespace["verdicts"] == []
+    assert "nothing approved: set VERSION to a waiting version and REASON to what you reviewed" in printed
+    # When the reader fills in the version and the reason, and runs that cell and the next
+    index = next(i for i, (_, source) in enumerate(cells) if "VERSION = None" in source)
+    cell_id, source = cells[index]
+    edited = source.replace("VERSION = None", f"VERSION = {version}").replace(
+        'REASON = ""', 'REASON = "evaluation, bias and PII reports reviewed in the operator notebook"'
+    )
+    run_cells([(cell_id, edited), cells[index + 1]])
+    # Then the flip went through, with the rollout's answer
+    assert namespace["flipped"].status == "Approved"
+    assert [(d.action, d.result) for d in namespace["verdicts"]] == [("verify_approver", "refused")]
 
 
 # -- a person's rejection of the live version (kept last: it leaves the registry saying Rejected) ------

@@ -118,6 +118,68 @@ def test_other_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "expected a date or time such as 2026-11-27" in one_line(err)
 
 
+def test_contradictory_or_empty_arguments_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (checked before any AWS call: no loop, no credentials needed)
+    local = ["--local", "--state-file", str(tmp_path / "none.json")]
+    # --stack names a deployed stack; --local the local loop: not both
+    code, _, err = run(["status", "--stack", "closedloop-prod", *local], capsys)
+    assert code == 2 and one_line(err) == (
+        "closedloop: --stack names a deployed stack and --local the local loop: pass one of them"
+    )
+    # --until before --since could hold nothing
+    code, _, err = run(["audit", "--since", "2026-11-20", "--until", "2026-11-01", *local], capsys)
+    assert code == 2 and one_line(err) == (
+        "closedloop: --until 2026-11-01 is not after --since 2026-11-20: nothing could be in between"
+    )
+    # An empty inference id or version is an error, not "the endpoint"
+    for flag in ("--inference-id", "--model-version"):
+        code, _, err = run(["lineage", flag, "", *local], capsys)
+        assert code == 2 and one_line(err).startswith(f"closedloop: {flag} is empty")
+    # A flip without --reason is one line, not a usage block
+    for action in ("approve", "reject"):
+        code, _, err = run([action, "3", "--yes", *local], capsys)
+        assert code == 2 and one_line(err) == (
+            f'closedloop: {action} needs --reason "…": why, recorded in the registry next to who decided'
+        )
+
+
+def test_the_local_loop_check_waits_for_a_busy_loop_and_not_for_a_closed_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+    import urllib.request
+
+    from closedloop_ops import stackref
+
+    # Given a loop that is busy for two attempts (a timeout), then answers
+    calls: list[str] = []
+
+    class Answer:
+        def close(self) -> None:
+            pass
+
+    def busy_then_up(url: str, timeout: float) -> Answer:
+        calls.append(url)
+        if len(calls) < 3:
+            raise urllib.error.URLError(TimeoutError("timed out"))
+        return Answer()
+
+    monkeypatch.setattr(urllib.request, "urlopen", busy_then_up)
+    # Then it is found running on the third attempt
+    assert stackref._answers("http://127.0.0.1:5000/moto-api/") is True
+    assert len(calls) == 3
+
+    # Given nothing listening: no waiting at all
+    def refused(url: str, timeout: float) -> Answer:
+        calls.append(url)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "refused"))
+
+    calls.clear()
+    monkeypatch.setattr(urllib.request, "urlopen", refused)
+    assert stackref._answers("http://127.0.0.1:9/moto-api/") is False
+    assert len(calls) == 1
+
+
 def test_an_unexpected_aws_error_is_one_line_and_debug_shows_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,7 +207,19 @@ def test_an_unexpected_aws_error_is_one_line_and_debug_shows_it(
 def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     names = sorted(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    assert names == ["approve", "audit", "demo", "dlq", "lineage", "local", "pipeline", "reject", "route", "status"]
+    assert names == [
+        "approve",
+        "audit",
+        "demo",
+        "dlq",
+        "lineage",
+        "local",
+        "pipeline",
+        "reject",
+        "route",
+        "status",
+        "ui",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0

@@ -12,13 +12,13 @@ from closedloop_ops.local.loop import LocalLoop
 from closedloop_ops.stackref import StackRef
 from support.cli import ROOT, fresh_moto, local_args, reset_server, run
 
-DEFINITION = ROOT / "build" / "pipeline.json"
+DEFINITION = ROOT / "pipelines" / "definition.json"
 
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[LocalLoop]:
     if not DEFINITION.is_file():
-        pytest.fail("build/pipeline.json is missing: run `make pipeline` (make test does it first)")
+        pytest.fail("pipelines/definition.json is missing: run `make pipeline` and commit it")
     fresh_moto()
     with LocalLoop.start(stack_name="closedloop-pipeline", services=False) as running:
         try:
@@ -91,13 +91,13 @@ def test_a_deployed_stack_gets_only_a_definition_generated_for_it(
         credentials={"aws_access_key_id": "deployer", "aws_secret_access_key": "deployer"},
     )
     monkeypatch.setattr("closedloop_ops.stackref.aws_stack", lambda *_: deployed)
-    monkeypatch.chdir(ROOT)  # the default --definition is build/pipeline.json of the working directory
+    monkeypatch.chdir(ROOT)  # the default --definition is pipelines/definition.json of the working directory
     bucket = loop.output("ArtifactsBucketName")
     # When the offline definition of `make pipeline` is upserted to it
     code, _, err = run(["pipeline", "upsert", "--stack", "closedloop-dev"], capsys)
     # Then it is refused: its step code is in no bucket of this account
     assert code == 2 and err.startswith(
-        f"closedloop: build/pipeline.json references nothing in the stack's artifacts bucket {bucket}: "
+        f"closedloop: pipelines/definition.json references nothing in the stack's artifacts bucket {bucket}: "
     )
     # When the definition was generated for the stack (its code in the stack's artifacts bucket)
     generated = tmp_path / "pipeline.json"

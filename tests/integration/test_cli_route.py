@@ -32,7 +32,12 @@ def test_a_key_outside_raw_is_a_near_miss(tmp_path: Path, capsys: pytest.Capture
     assert main(["route", str(path)]) == 1
     out = capsys.readouterr().out
     assert "matches no rule" in out
-    assert "near miss: DataArrivalRule" in out
+    # And the near miss names the field that failed, and only that one
+    assert (
+        'near miss: DataArrivalRule: same source and detail-type, but detail.object.key is not [{"prefix": "raw/"}]'
+        in out
+    )
+    assert "detail.bucket.name" not in out
 
 
 def test_a_parameter_override_changes_the_pattern(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +59,48 @@ def test_bad_input_is_one_line_with_the_fix(
     assert main(["route", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("closedloop: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("sample", "rule"), [("start_data_prep_sqs", "DataArrivalRule"), ("deploy_model_sqs", "DeployModelRule")]
+)
+def test_an_sqs_shaped_sample_is_routed_by_the_event_inside(
+    sample: str, rule: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the SQS batch a route's function receives is routed
+    code = main(["route", str(EVENTS / f"{sample}.json"), "--json"])
+    # Then the EventBridge event in its body is, and the answer says what carried it
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and [m["rule"] for m in report["matches"]] == [rule]
+    assert report["envelope"].startswith("an SQS batch of 1 record(s)")
+
+
+def test_a_scheduler_input_and_a_classic_s3_notification_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Scheduler target input: no rule routes it
+    assert main(["route", str(EVENTS / "drift_monitor_schedule.json")]) == 1
+    assert capsys.readouterr().out.startswith("an EventBridge Scheduler target input: no rule routes it")
+    # A classic S3 notification (Records[]), AWS's own sample shape
+    classic = tmp_path / "classic.json"
+    classic.write_text(json.dumps({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "s3": {}}]}))
+    assert main(["route", str(classic)]) == 1
+    assert capsys.readouterr().out.startswith("not an EventBridge event: a classic S3 notification")
+
+
+def test_the_transformed_template_is_remembered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an empty cache: the first route transforms the template and stores it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["route", str(EVENTS / "alarm_state_change.json")]) == 0
+    first = capsys.readouterr().out
+    assert len(list((tmp_path / "closedloop").glob("template-*.json"))) == 1
+
+    # When the next route runs, the SAM translator is not called again, and the answer is the same
+    def no_transform(*_: object, **__: object) -> None:
+        raise AssertionError("the template was transformed again")
+
+    monkeypatch.setattr("closedloop_ops.routing.load_template", no_transform)
+    assert main(["route", str(EVENTS / "alarm_state_change.json")]) == 0
+    assert capsys.readouterr().out == first

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from closedloop import lineage
+from closedloop.errors import ForeignEventError
 from support.rollout import (
     ALARMS,
     ENDPOINT,
@@ -441,3 +442,34 @@ def test_rejecting_the_only_version_cannot_roll_back_and_says_so(world: Rollout)
     assert world.decisions(1)[-1].result == "no_rollback_target"
     assert [n["severity"] for n in world.notifications()] == ["ERROR"]
     assert world.serving_version() == 1
+
+
+def test_a_version_of_another_account_or_region_is_not_ours_and_deploys_nothing(world: Rollout) -> None:
+    # Given an approved version, and events about it that name another account or region
+    arn = approved(world)
+    foreign_arn = world.event(arn)
+    foreign_arn["detail"]["ModelPackageArn"] = arn.replace(":123456789012:", ":999999999999:")
+    foreign_envelope = world.event(arn)
+    foreign_envelope["region"] = "ap-south-1"
+    # When they reach the rollout
+    for event in (foreign_arn, foreign_envelope):
+        assert world.deliver(event)["batchItemFailures"] == []
+    # Then both are in the dead-letter queue as "not ours" (the refusal recorded), and nothing was deployed
+    dead = boto3.client("sqs", region_name=REGION).receive_message(
+        QueueUrl=world.dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
+    )["Messages"]
+    assert [m["MessageAttributes"]["closedloop-error"]["StringValue"] for m in dead] == ["ForeignEvent"] * 2
+    assert world.models() == []
+    assert [(d.result, d.reason.split(":")[0]) for d in world.decisions(arn)] == [("failed", "not ours")]
+
+
+def test_an_endpoint_event_of_another_account_is_not_ours(world: Rollout) -> None:
+    # Given v1 live, and an endpoint event from another account
+    live_at_v1(world)
+    event = world.endpoint_event()
+    event["account"] = "999999999999"
+    before = world.state()
+    # When it reaches the outcome recorder, then it is refused as not ours and changes nothing
+    with pytest.raises(ForeignEventError, match="not ours: the event is in account 999999999999"):
+        world.outcome(event)
+    assert world.state() == before

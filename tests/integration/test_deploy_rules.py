@@ -99,7 +99,8 @@ def test_the_deploy_function_is_given_the_five_rollback_alarms_all_declared_in_t
         spec["Properties"]
         for spec in resources.values()
         if spec["Type"] == "AWS::Lambda::EventSourceMapping"
-        and spec["Properties"]["FunctionName"] == {"Ref": "DeployModelFunction"}
+        and spec["Properties"]["FunctionName"]
+        == {"Fn::If": ["UseSnapStart", {"Ref": "DeployModelFunctionAliaslive"}, {"Ref": "DeployModelFunction"}]}
     )
     assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -114,3 +115,19 @@ def test_the_rollout_alarms_watch_the_endpoint_variant() -> None:
         assert (props["Namespace"], props["MetricName"]) == ("AWS/SageMaker", metric)
         assert [d["Name"] for d in props["Dimensions"]] == ["EndpointName", "VariantName"]
         assert props["Dimensions"][1]["Value"] == "AllTraffic"
+
+
+@pytest.mark.parametrize(("account", "region"), [("999999999999", "eu-west-1"), ("111122223333", "us-east-1")])
+@pytest.mark.parametrize(
+    "name",
+    ["model_package_approved", "model_package_rejected", "endpoint_state_change", "endpoint_deployment_state_change"],
+)
+def test_events_of_another_account_or_region_reach_no_rollout_handler(name: str, account: str, region: str) -> None:
+    # Given a model version or endpoint of the same name in another account or region (a shared
+    # registry, a cross-account rule forwarding to our bus)
+    event = load_event(name)
+    event["account"], event["region"] = account, region
+    # When it is routed with the stack's own account and region
+    matches = route_event(event, template(), account="111122223333", region="eu-west-1").matches
+    # Then no rollout handler takes it
+    assert matches == []

@@ -15,7 +15,7 @@ from support.stack import ACCOUNT, REGION
 from support.training import minimal_definition
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/closedloop-dev-TrainingPipelineRole"
-GENERATED = Path(__file__).resolve().parents[2] / "build" / "pipeline.json"
+GENERATED = Path(__file__).resolve().parents[2] / "pipelines" / "definition.json"
 
 
 @pytest.fixture

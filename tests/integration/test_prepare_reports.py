@@ -117,7 +117,7 @@ def test_an_unexpected_error_in_the_script_is_told_without_its_message(
     obj = upload(stack, "raw/loans/a.csv", synthetic.to_csv(records).encode())
     manifest_uri, _ = write_manifest(stack, [obj])
 
-    def failing_detector(text: str) -> list[str]:
+    def failing_detector(text: str, regions: object = None) -> list[str]:
         if text.startswith("call me"):
             raise ValueError(f"cannot classify {text!r}")
         return []

@@ -60,7 +60,7 @@ def test_a_late_progress_event_after_the_outcome_changes_nothing(stack: Stack, m
 def test_alarm_entries_delivered_newest_first_start_one_retraining(stack: Stack) -> None:
     retraining_world(stack)
     handler = load_handler("start_retraining")
-    start = datetime.now(UTC)
+    start = datetime.now(UTC) - timedelta(minutes=50)  # all three within MaxAlarmAgeSeconds, none ahead
     first = alarm_event(at=start)
     recovered = alarm_event(at=start + timedelta(minutes=20), state="OK", previous="ALARM")
     again = alarm_event(at=start + timedelta(minutes=40))

@@ -117,12 +117,13 @@ def test_an_alarm_flapping_ten_times_within_the_cooldown_retrains_once(
     world: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     handler = load_handler("start_retraining")
-    start = datetime.now(UTC)
+    # (state times within the last hour: older ones would be refused as stale)
+    start = datetime.now(UTC) - timedelta(minutes=55)
     outcomes = []
     for flap in range(10):
-        at = start + timedelta(minutes=20 * flap)
+        at = start + timedelta(minutes=5 * flap)
         outcomes.append(invoke(handler, alarm_event(at=at)))
-        outcomes.append(invoke(handler, alarm_event(at=at + timedelta(minutes=10), state="OK", previous="ALARM")))
+        outcomes.append(invoke(handler, alarm_event(at=at + timedelta(minutes=2), state="OK", previous="ALARM")))
         if flap == 1:  # the retraining ended meanwhile; route 3 released the lock
             arn = executions()[0]["PipelineExecutionArn"]
             finish_pipeline_execution(ACCOUNT, REGION, arn, "Succeeded")
@@ -226,42 +227,156 @@ def test_no_prepared_data_is_recorded_not_dropped(stack: Stack, capsys: pytest.C
     assert emitted(capsys)["RetrainingsSuppressed"] == 1
 
 
-# -- the template's rules, routed by EventBridge (moto) -----------------------------------------
+# -- what the template declares as "the model drifted" -----------------------------------------------
+
+
+def suppressed_composite(name: str, at: datetime) -> dict[str, Any]:
+    """AWS's published composite-alarm sample (`actionsSuppressedBy: WaitPeriod`), renamed to `name`, at `at`."""
+    event: dict[str, Any] = json.loads((DATA / "composite_with_suppressor_ok_to_alarm.json").read_text())
+    event["id"], event["account"], event["region"] = str(uuid.uuid4()), ACCOUNT, REGION
+    event["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"]
+    event["detail"]["alarmName"] = name
+    event["detail"]["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+    return event
+
+
+def test_a_suppressed_composite_alarm_is_recorded_and_starts_nothing(
+    world: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = load_handler("start_retraining")
+    # Given the published composite-alarm state change whose actions CloudWatch suppressed (WaitPeriod),
+    # named as one of this stack's drift alarms, entering ALARM just now
+    event = suppressed_composite("closedloop-drift-predictions", datetime.now(UTC))
+    assert event["detail"]["state"]["actionsSuppressedBy"] == "WaitPeriod"
+    # When it reaches the function
+    outcome = invoke(handler, event)
+    # Then nothing starts, and the ledger says it was suppressed and why (CloudWatch's reason, no values)
+    assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "actions-suppressed")
+    assert executions() == []
+    [decision] = ledger(world).decisions_for(
+        f"alarm:closedloop-drift-predictions@{event['detail']['state']['timestamp']}"
+    )
+    assert decision.result == "suppressed"
+    assert decision.details["suppressed_because"] == "actions-suppressed"
+    assert decision.details["actions_suppressed_by"] == "WaitPeriod"
+    assert "Actions suppressed by WaitPeriod" in decision.reason
+    assert ledger(world).get_lock("retrain#closedloop-models") is None
+    assert emitted(capsys)["RetrainingsSuppressed"] == 1
+
+
+def test_an_alarm_of_this_stack_that_is_not_declared_as_drift_never_retrains(
+    world: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = load_handler("start_retraining")
+    # Given an operational alarm that shares the stack's name prefix (AWS/Lambda Errors)
+    boto3.client("cloudwatch").put_metric_alarm(
+        AlarmName="closedloop-lambda-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    event = alarm_event("closedloop-lambda-errors", at=datetime.now(UTC))
+    # When its entry into ALARM reaches the function anyway
+    with pytest.raises(UnknownAlarmError) as caught:
+        invoke(handler, event)
+    # Then it is refused as not a retraining alarm of this stack, recorded, and starts nothing
+    assert "not a retraining alarm of this stack" in caught.value.message
+    assert not caught.value.retryable
+    [decision] = ledger(world).decisions_for(f"alarm:closedloop-lambda-errors@{event['detail']['state']['timestamp']}")
+    assert decision.result == "rejected"
+    assert executions() == []
+    assert emitted(capsys)["AlarmsRejected"] == 1
+    # And the endpoint health alarms, prefixed too, are recorded suppressions that start nothing
+    for name in ("closedloop-endpoint-5xx", "closedloop-endpoint-latency"):
+        outcome = invoke(handler, alarm_event(name, at=datetime.now(UTC)))
+        assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "operational-alarm")
+    assert executions() == []
+
+
+@pytest.mark.parametrize(
+    ("age", "code", "says"),
+    [
+        (timedelta(days=3 * 365), "stale-event", "MaxAlarmAgeSeconds"),
+        (timedelta(hours=1, seconds=1), "stale-event", "older than 3600 s"),
+        (-timedelta(days=1), "future-event", "ahead of this function's clock"),
+    ],
+)
+def test_an_alarm_state_too_old_or_from_the_future_is_refused_and_recorded(
+    world: Stack, age: timedelta, code: str, says: str
+) -> None:
+    handler = load_handler("start_retraining")
+    # Given a drift alarm's entry into ALARM whose state time lies outside the accepted window
+    event = alarm_event(at=datetime.now(UTC) - age)
+    # When it reaches the function (a replay, a redrive long after, a forged event)
+    outcome = invoke(handler, event)
+    # Then nothing starts, and the ledger names the age (or lead) and the limit
+    assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", code)
+    assert executions() == []
+    [decision] = ledger(world).decisions_for(f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}")
+    assert decision.result == "suppressed" and decision.details["suppressed_because"] == code
+    assert says in decision.reason
+    assert ledger(world).get_lock("retrain#closedloop-models") is None
+
+
+def test_an_alarm_state_within_the_limit_still_retrains(world: Stack) -> None:
+    # Given a drift alarm that entered ALARM 50 minutes ago (delivery was retried meanwhile)
+    event = alarm_event(at=datetime.now(UTC) - timedelta(minutes=50))
+    # Then it starts the retraining
+    assert invoke(load_handler("start_retraining"), event)["result"] == "started"
+    assert len(executions()) == 1
+
+
+# -- the template's rule, routed by EventBridge (moto) ---------------------------------------------
 
 
 def route(stack: Stack, extra_names: str, events: list[dict[str, Any]]) -> list[str]:
-    """Put the template's two retrain rules on a bus, send events, return the names delivered."""
+    """Put the template's retrain rule on a bus, send events, return the names delivered."""
     template = load_template(ROOT / "template.yaml", region=REGION)
     values = {name: spec.get("Default") for name, spec in template.parameters.items()}
     values["ExtraAlarmNames"] = extra_names
+    resolver: Resolver
+
+    def ref(logical_id: str) -> Any:  # an alarm's Ref is its name
+        return resolver.resolve(template.resources[logical_id]["Properties"]["AlarmName"])
+
     resolver = Resolver(
         parameters=values,
         pseudo={"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"},
         mappings={},
-        conditions={},
-        ref=lambda name: name,
+        conditions=template.cfn.get("Conditions", {}),
+        ref=ref,
         get_att=lambda *args: "arn",
     )
     sqs = boto3.client("sqs")
     bus = boto3.client("events")
     queue = sqs.create_queue(QueueName=f"retrain-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    for logical_id in ("StartRetrainingFunctionAlarmsOfThisStack", "StartRetrainingFunctionListedAlarms"):
+    rules = [
+        logical_id
+        for logical_id, spec in template.resources.items()
+        if spec["Type"] == "AWS::Events::Rule" and logical_id.startswith("StartRetrainingFunction")
+    ]
+    for logical_id in rules:
         pattern = resolver.resolve(template.resources[logical_id]["Properties"]["EventPattern"])
         rule = f"{logical_id}-{queue[-8:]}"
         bus.put_rule(Name=rule, EventPattern=json.dumps(pattern))
         bus.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    bus.put_events(
-        Entries=[
-            {
-                "Source": e["source"],
-                "DetailType": e["detail-type"],
-                "Detail": json.dumps(e["detail"]),
-                "Resources": e["resources"],
-            }
-            for e in events
-        ]
-    )
+    for first in range(0, len(events), 10):  # PutEvents takes at most 10 entries
+        bus.put_events(
+            Entries=[
+                {
+                    "Source": e["source"],
+                    "DetailType": e["detail-type"],
+                    "Detail": json.dumps(e["detail"]),
+                    "Resources": e["resources"],
+                }
+                for e in events[first : first + 10]
+            ]
+        )
     delivered = []
     while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
@@ -270,9 +385,8 @@ def route(stack: Stack, extra_names: str, events: list[dict[str, Any]]) -> list[
     return sorted(delivered)
 
 
-def test_the_rules_deliver_alarm_entries_of_this_stack_and_listed_names_only(stack: Stack) -> None:
+def test_the_rule_delivers_entries_of_the_declared_alarms_only(stack: Stack) -> None:
     now = datetime.now(UTC)
-    ours = alarm_event(at=now)
     samples = {
         name: json.loads((DATA / f"{name}.json").read_text())
         for name in (
@@ -283,17 +397,22 @@ def test_the_rules_deliver_alarm_entries_of_this_stack_and_listed_names_only(sta
         )
     }
     events = [
-        ours,
+        alarm_event(at=now),
+        alarm_event("closedloop-drift-predictions", at=now),
+        alarm_event("closedloop-drift-bias", at=now),
         alarm_event(at=now, state="OK", previous="ALARM"),
         alarm_event(at=now, state="INSUFFICIENT_DATA"),
+        alarm_event("closedloop-lambda-errors", at=now),
+        alarm_event("closedloop-endpoint-5xx", at=now),
         alarm_event("mm-quality-violations", at=now),
         alarm_event("someone-elses-alarm", at=now),
         *samples.values(),
     ]
-    # Without extra names: our alarms entering ALARM (every alarm kind), nothing else
-    assert route(stack, "", events) == sorted(
-        ["closedloop-drift-features", "closedloop-model-quality", "closedloop-score-anomaly", "closedloop-drift-any"]
-    )
-    # With extra names listed: those too, by exact name
-    assert "mm-quality-violations" in route(stack, "mm-quality-violations,Model Monitor other", events)
+    drift = ["closedloop-drift-bias", "closedloop-drift-features", "closedloop-drift-predictions"]
+    # Without extra names: the three drift alarms entering ALARM, nothing else — not another alarm
+    # that merely shares the prefix (Lambda errors, endpoint health, other kinds named closedloop-…)
+    assert route(stack, "", events) == drift
+    # With extra names listed: those too, by exact name, of any alarm kind
+    listed = route(stack, "mm-quality-violations,closedloop-model-quality,closedloop-drift-any", events)
+    assert listed == sorted([*drift, "mm-quality-violations", "closedloop-model-quality", "closedloop-drift-any"])
     assert "someone-elses-alarm" not in route(stack, "mm-quality-violations", events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -87,3 +88,39 @@ def test_look_alikes_reach_no_gate(mutate: Any) -> None:
     event = load_event("pipeline_execution_status_change")
     mutate(event)
     assert GATE not in handlers(event)
+
+
+# The stack's own account and region, stated (route_event would otherwise assume the event's).
+OURS = {"account": "111122223333", "region": "eu-west-1"}
+
+
+def _elsewhere(event: dict[str, Any], account: str, region: str) -> dict[str, Any]:
+    """The event as another account or region sends it: envelope and every ARN in it."""
+    text = json.dumps(event).replace(":eu-west-1:111122223333:", f":{region}:{account}:")
+    moved: dict[str, Any] = json.loads(text)
+    moved["account"], moved["region"] = account, region
+    return moved
+
+
+@pytest.mark.parametrize(("account", "region"), [("999999999999", "eu-west-1"), ("111122223333", "us-east-1")])
+def test_executions_and_prep_jobs_of_another_account_or_region_reach_nothing(account: str, region: str) -> None:
+    # Given our own events reach their handlers when the stack's account and region are stated
+    assert [
+        h
+        for m in route_event(load_event("pipeline_execution_status_change"), template(), **OURS).matches
+        for h in m.handlers
+    ] == [GATE]
+    for name in ("pipeline_execution_status_change", "glue_job_state_change", "processing_job_state_change"):
+        # When the same event comes from another account or region (a cross-account rule forwards it)
+        event = _elsewhere(load_event(name), account, region)
+        # Then no rule of the stack takes it
+        assert route_event(event, template(), **OURS).matches == [], name
+
+
+def test_an_execution_arn_of_another_account_in_our_envelope_reaches_no_gate() -> None:
+    # Given an event in our envelope whose pipeline ARN names another account (the issue's case)
+    event = load_event("pipeline_execution_status_change")
+    for field in ("pipelineArn", "pipelineExecutionArn"):
+        event["detail"][field] = event["detail"][field].replace("111122223333", "999999999999")
+    # Then the gate's rule does not match: it names the whole ARN, not only its end
+    assert route_event(event, template(), **OURS).matches == []

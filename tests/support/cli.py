@@ -44,8 +44,8 @@ def kept_demo(out_dir: Path, lines: list[str]) -> Iterator[Demo]:
     The demo runs in a thread that waits in `keep`; the block drives the loop from the test's thread
     while that one waits, so the two never use the loop at the same time.
     """
-    if not (ROOT / "build" / "pipeline.json").is_file():
-        pytest.fail("build/pipeline.json is missing: run `make pipeline` (make test does it first)")
+    if not (ROOT / "pipelines" / "definition.json").is_file():
+        pytest.fail("pipelines/definition.json is missing: run `make pipeline` and commit it")
     ready, done = threading.Event(), threading.Event()
     box: dict[str, Any] = {}
 

@@ -8,6 +8,7 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 # The seven routes, by the name each records in the ledger.
@@ -38,14 +39,18 @@ def object_created(
     etag: str | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """An `Object Created` event in AWS's format, shaped like `events/s3_object_created.json`."""
+    """An `Object Created` event in AWS's format, shaped like `events/s3_object_created.json`.
+
+    `key` is the object's real key; the event carries it URL-encoded, as S3 writes keys into its
+    events (space → `+`, `%XX` of UTF-8 for the rest, `/` kept).
+    """
     event = copy.deepcopy(load_event("s3_object_created"))
     event["id"] = event_id or str(uuid.uuid4())
     event["resources"] = [f"arn:aws:s3:::{bucket}"]
     detail = event["detail"]
     detail["bucket"]["name"] = bucket
     obj = detail["object"]
-    obj["key"] = key
+    obj["key"] = quote_plus(key, safe="/")
     obj["size"] = size
     obj["etag"] = etag or hashlib.md5(f"{key}:{version_id}".encode()).hexdigest()
     if version_id is None:

@@ -194,6 +194,8 @@ class Rollout:
         event["id"] = str(uuid.uuid4())
         described = self.sm.describe_endpoint(EndpointName=ENDPOINT)
         status = "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(described["EndpointStatus"]))
+        event["account"] = ACCOUNT
+        event["region"] = REGION
         event["resources"] = [described["EndpointArn"]]
         event["detail"].update(
             EndpointArn=described["EndpointArn"],

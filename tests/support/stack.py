@@ -32,6 +32,7 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
     return {
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
+        "CLOSEDLOOP_ACCOUNT_ID": ACCOUNT,
         "POWERTOOLS_METRICS_NAMESPACE": "closedloop",
         "POWERTOOLS_SERVICE_NAME": "closedloop-test",
         "POWERTOOLS_TRACE_DISABLED": "1",
@@ -75,6 +76,8 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
         "MAX_EXECUTION_TIMEOUT_SECONDS": "3600",
         "ALARM_PREFIX": "closedloop-",
         "EXTRA_ALARM_NAMES": "",
+        "RETRAINING_ALARM_NAMES": "closedloop-drift-features,closedloop-drift-predictions,closedloop-drift-bias",
+        "MAX_ALARM_AGE_SECONDS": "3600",
         "RETRAIN_COOLDOWN_SECONDS": "21600",
         "DRIFT_METRICS_NAMESPACE": "closedloop/Drift",
         "DRIFT_MIN_RECORDS": "500",

@@ -34,13 +34,23 @@ def test_unicode_file_names_are_kept_exactly() -> None:
     assert isinstance(obj, RawObject) and obj.key == "raw/loans/Zürich ärende 2026.csv"
 
 
-@pytest.mark.parametrize(
-    ("key", "size", "reason"),
-    [("raw/loans/", 0, "folder_marker"), ("raw/", 0, "folder_marker"), ("raw/loans/empty.csv", 0, "empty_object")],
-)
-def test_folder_markers_and_empty_objects_are_skipped(key: str, size: int, reason: str) -> None:
-    skipped = parse(key, size=size)
-    assert isinstance(skipped, Skipped) and skipped.reason == reason
+@pytest.mark.parametrize("key", ["raw/loans/", "raw/"])
+def test_folder_markers_are_skipped(key: str) -> None:
+    skipped = parse(key, size=0)
+    assert isinstance(skipped, Skipped) and skipped.reason == "folder_marker"
+
+
+def test_an_empty_file_is_a_raw_object_to_quarantine_not_a_skip() -> None:
+    # Given a 0-byte upload of a declared dataset
+    obj = parse("raw/loans/empty.csv", size=0)
+    # Then it is an object (it goes to quarantine with a report), not something to ignore
+    assert isinstance(obj, RawObject) and obj.is_empty and obj.key == "raw/loans/empty.csv"
+
+
+def test_a_key_ending_in_slash_that_holds_data_is_refused_not_skipped() -> None:
+    # Given an object whose key looks like a folder but which has bytes in it
+    with pytest.raises(InvalidEventError, match="ends with '/' but the object holds data"):
+        parse("raw/loans/", size=10)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +76,13 @@ def test_bad_keys_are_clear_errors(key: str) -> None:
     assert "\u0000" not in raised.value.message
 
 
+def test_an_unsupported_file_type_names_the_file_and_the_dataset() -> None:
+    with pytest.raises(InvalidEventError) as raised:
+        parse("raw/loans/2026/report.pdf")
+    assert raised.value.message == "unsupported file type for dataset loans: report.pdf"
+    assert raised.value.as_dict()["key"] == "raw/loans/2026/report.pdf"
+
+
 def test_an_unknown_dataset_is_its_own_error() -> None:
     with pytest.raises(UnknownDatasetError, match="no policy"):
         parse("raw/payroll/x.csv")
@@ -77,12 +94,43 @@ def test_another_bucket_is_rejected() -> None:
         raw_object_from_event(event, data_bucket=BUCKET, raw_prefix="raw/")
 
 
-def test_unversioned_objects_are_told_apart_by_etag_and_sequencer() -> None:
-    first = parse("raw/loans/x.csv", version_id=None, etag="e1")
-    second = parse("raw/loans/x.csv", version_id=None, etag="e2")
-    assert isinstance(first, RawObject) and isinstance(second, RawObject)
-    assert first.identity != second.identity
-    assert "etag:e1" in first.identity
+@pytest.mark.parametrize("version_id", [None, "null"], ids=["no-version-id", "null-version-id"])
+def test_an_object_without_a_version_id_is_refused_with_what_to_fix(version_id: str | None) -> None:
+    # Given an event of an unversioned bucket (EventBridge omits version-id; S3 elsewhere writes "null")
+    # When it is validated, then it is refused: no run could name the exact input it prepared
+    with pytest.raises(InvalidEventError) as raised:
+        parse("raw/loans/x.csv", version_id=version_id)
+    error = raised.value.as_dict()
+    assert error["error"] == "InvalidEvent" and "no version id" in error["message"]
+    assert error["fix"].startswith("enable versioning on the data bucket")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "raw/loans/2026 11 27/applications final.csv",  # spaces
+        "raw/loans/c++/a+b.csv",  # plus signs
+        "raw/loans/100%/50%25 done.csv",  # percent signs, one that looks like an escape
+        "raw/loans/Zürich/ärende 😀.jsonl",  # non-ASCII, outside the BMP too
+        "raw/loans/dt=2026-11-27/a&b;c:d,e@f$g?h.csv",  # reserved characters
+    ],
+)
+def test_keys_are_url_decoded_to_the_real_key(key: str) -> None:
+    # Given the event S3 writes for an object with this key (its key URL-encoded)
+    event = ObjectCreatedEvent.model_validate(object_created(BUCKET, key))
+    assert event.detail.object.key != key
+    # When it is validated
+    obj = raw_object_from_event(event, data_bucket=BUCKET, raw_prefix="raw/")
+    # Then the object is named by its real key, in the identity too
+    assert isinstance(obj, RawObject) and obj.key == key
+    assert obj.identity == f"{BUCKET}/{key}#v1"
+
+
+def test_an_encoded_control_character_is_refused_after_decoding() -> None:
+    event = object_created(BUCKET, "raw/loans/x.csv")
+    event["detail"]["object"]["key"] = "raw/loans/x%00.csv"
+    with pytest.raises(InvalidEventError, match="control or format characters"):
+        raw_object_from_event(ObjectCreatedEvent.model_validate(event), data_bucket=BUCKET, raw_prefix="raw/")
 
 
 def _obj(key: str, version: str = "v1", dataset: str = "loans") -> RawObject:

@@ -55,8 +55,11 @@ def test_every_alarm_kind_arrives_in_one_shape(name: str, metric: str | None, pr
         assert summary["rule"].startswith("ALARM(closedloop-drift-features)")
         assert summary["triggered_by"] == ["closedloop-drift-predictions"]
         assert event.detail.state.actions_suppressed_by == "WaitPeriod"
+        assert event.detail.state.actions_suppressed_reason == "Actions suppressed by WaitPeriod"
+        assert event.detail.state.actions_suppressed
     else:
         assert isinstance(summary["value"], float)
+        assert not event.detail.state.actions_suppressed
 
 
 @pytest.mark.parametrize("name", ["lambda_action_payload", "configuration_change_update"])

@@ -1,10 +1,16 @@
 """Route 6's guards — transition, cooldown, prepared data, single-flight lock, running executions —
-with an in-memory ledger, SageMaker and idempotency store (no AWS, no moto)."""
+with an in-memory ledger, SageMaker and idempotency store (no AWS, no moto).
+
+`FakeLedger` is held to the real `Ledger`'s lock and state semantics by
+`tests/integration/test_ledger_lock_contract.py`, which runs the same operations on both (and the
+lease cases below on the real one).
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,7 +62,11 @@ class Clock:
 
 
 class FakeLedger:
-    """The ledger's semantics in memory: a lock is held until its lease runs out (or released)."""
+    """The ledger's semantics in memory: a lock is held until its lease runs out (or released).
+
+    As in DynamoDB, a lease ends at a whole second (the item stores epoch seconds) and state is
+    stored as JSON.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -72,15 +82,15 @@ class FakeLedger:
         return copy.deepcopy(self.state.get(name))
 
     def put_state(self, name: str, values: dict[str, Any]) -> None:
-        self.state[name] = copy.deepcopy(dict(values))
+        self.state[name] = json.loads(json.dumps(dict(values), default=str))
 
     def acquire_lock(self, name: str, holder: str, lease: timedelta, reason: str = "") -> Lock:
         now = self.clock()
         current = self.locks.get(name)
-        if current is not None and current.holder != holder and current.expires_at >= now:
+        if current is not None and current.holder != holder and _epoch(current.expires_at) >= _epoch(now):
             raise LockHeldError("held", lock=name, holder=current.holder, expires_at=current.expires_at.isoformat())
         lock = Lock(name=name, holder=holder, acquired_at=now, expires_at=now + lease, reason=reason)
-        self.locks[name] = lock
+        self.locks[name] = lock.model_copy(update={"expires_at": datetime.fromtimestamp(_epoch(lock.expires_at), UTC)})
         return lock
 
     def release_lock(self, name: str, holder: str) -> bool:
@@ -97,6 +107,10 @@ class FakeLedger:
 
     def get_lock(self, name: str) -> Lock | None:
         return self.locks.get(name)
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
 
 
 class FakeSageMaker:
@@ -170,10 +184,12 @@ class MemoryStore(BasePersistenceLayer):
 
 
 class World:
-    def __init__(self, **env: str) -> None:
+    """Route 6's service with fakes around it; `ledger_for` swaps in another ledger (the real one)."""
+
+    def __init__(self, ledger_for: Callable[[Clock], Any] = FakeLedger, **env: str) -> None:
         self.settings = Settings.from_environ({**stack_env(), **env})
         self.clock = Clock()
-        self.ledger = FakeLedger(self.clock)
+        self.ledger = ledger_for(self.clock)
         self.sagemaker = FakeSageMaker()
         self.cloudwatch = FakeCloudWatch()
         self.service = AlarmRetraining(

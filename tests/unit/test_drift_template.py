@@ -72,28 +72,83 @@ def test_drift_alarms_watch_the_monitor_metrics_under_names_route_6_recognises(
     assert {"Key": "closedloop:model-group", "Value": settings.model_package_group} in alarm["Tags"]
 
 
-def test_both_retrain_rules_catch_alarm_entries_and_dead_letter(template: Template) -> None:
-    rules = {
+def _retrain_rules(template: Template) -> dict[str, dict[str, Any]]:
+    return {
         logical_id: spec["Properties"]
         for logical_id, spec in template.resources.items()
         if spec["Type"] == "AWS::Events::Rule" and logical_id.startswith("StartRetrainingFunction")
     }
-    assert set(rules) == {"StartRetrainingFunctionAlarmsOfThisStack", "StartRetrainingFunctionListedAlarms"}
-    for rule in rules.values():
-        pattern = rule["EventPattern"]
-        assert pattern["source"] == ["aws.cloudwatch"]
-        assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
-        assert pattern["detail"]["state"] == {"value": ["ALARM"]}
-        target = rule["Targets"][0]
-        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDlq", "Arn"]}}
-        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    prefix = resolver(template).resolve(rules["StartRetrainingFunctionAlarmsOfThisStack"]["EventPattern"])
-    assert prefix["detail"]["alarmName"] == [{"prefix": "closedloop-"}]
-    # the listed names: none configured matches only the empty name (no alarm has one)
-    listed = rules["StartRetrainingFunctionListedAlarms"]["EventPattern"]
-    assert resolver(template).resolve(listed)["detail"]["alarmName"] == [""]
-    named = resolver(template, ExtraAlarmNames="mm-drift-alarm,Model Monitor quality").resolve(listed)
-    assert named["detail"]["alarmName"] == ["mm-drift-alarm", "Model Monitor quality"]
+
+
+def named_resolver(template: Template, **parameters: str) -> Resolver:
+    """A resolver whose Ref of an alarm resource is the alarm's name (CloudFormation's Ref)."""
+    values = {name: spec.get("Default") for name, spec in template.parameters.items()}
+    values.update(parameters)
+    holder: dict[str, Resolver] = {}
+
+    def ref(logical_id: str) -> Any:
+        return holder["r"].resolve(template.resources[logical_id]["Properties"]["AlarmName"])
+
+    holder["r"] = Resolver(
+        parameters=values,
+        pseudo={"AWS::Region": "eu-west-1", "AWS::AccountId": "111122223333", "AWS::Partition": "aws"},
+        mappings={},
+        conditions=template.cfn.get("Conditions", {}),
+        ref=ref,
+        get_att=lambda *args: f"<{'.'.join(args)}>",
+    )
+    return holder["r"]
+
+
+def test_one_retrain_rule_lists_exactly_the_declared_alarms_and_dead_letters(template: Template) -> None:
+    # Given the template's route 6
+    rules = _retrain_rules(template)
+    assert set(rules) == {"StartRetrainingFunctionRetrainingAlarms"}
+    rule = rules["StartRetrainingFunctionRetrainingAlarms"]
+    target = rule["Targets"][0]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDlq", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    # EventBridge gives up when the handler would refuse the event as stale anyway
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == {"Ref": "MaxAlarmAgeSeconds"}
+    # When its pattern is resolved without extra names
+    pattern = named_resolver(template).resolve(rule["EventPattern"])
+    # Then it takes entries into ALARM of this account and region, by exact name: the three drift alarms
+    assert pattern["source"] == ["aws.cloudwatch"]
+    assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert (pattern["account"], pattern["region"]) == (["111122223333"], ["eu-west-1"])
+    assert pattern["detail"]["state"] == {"value": ["ALARM"]}
+    drift = ["closedloop-drift-features", "closedloop-drift-predictions", "closedloop-drift-bias"]
+    assert pattern["detail"]["alarmName"] == drift
+    # And no prefix matcher and no empty entry (EventBridge refuses empty arrays; "" would mean nothing)
+    assert all(isinstance(name, str) and name for name in pattern["detail"]["alarmName"])
+    # And with extra names, those follow the drift alarms
+    named = named_resolver(template, ExtraAlarmNames="mm-drift-alarm,Model Monitor quality").resolve(
+        rule["EventPattern"]
+    )
+    assert named["detail"]["alarmName"] == [*drift, "mm-drift-alarm", "Model Monitor quality"]
+
+
+def test_the_functions_know_the_same_alarm_list_the_rule_matches(template: Template) -> None:
+    # Given the environment the template gives the functions
+    variables = template.sam["Globals"]["Function"]["Environment"]["Variables"]
+    env = named_resolver(template).resolve({name: variables[name] for name in _ROUTE_6_ENV})
+    settings = Settings.from_environ({**stack_env(), **{k: str(v) for k, v in env.items()}})
+    # Then the retraining list is the drift alarms the template defines, by !Ref, and the age limit is set
+    assert settings.retraining_alarm_names == (
+        "closedloop-drift-features",
+        "closedloop-drift-predictions",
+        "closedloop-drift-bias",
+    )
+    assert settings.max_alarm_age_s == template.parameters["MaxAlarmAgeSeconds"]["Default"] == 3600
+    assert settings.account_id == "111122223333"
+    # And the stale limit never exceeds what Lambda's asynchronous queue may keep (6 h)
+    assert template.parameters["MaxAlarmAgeSeconds"]["MaxValue"] <= 21600
+    # (the SAM transform puts the parameter's value into EventInvokeConfig)
+    invoke = props(template, "StartRetrainingFunctionEventInvokeConfig")
+    assert named_resolver(template).resolve(invoke["MaximumEventAgeInSeconds"]) == settings.max_alarm_age_s
+
+
+_ROUTE_6_ENV = {"RETRAINING_ALARM_NAMES", "EXTRA_ALARM_NAMES", "MAX_ALARM_AGE_SECONDS", "CLOSEDLOOP_ACCOUNT_ID"}
 
 
 def test_functions_have_on_failure_destinations_logs_and_bounded_concurrency(template: Template) -> None:
@@ -114,7 +169,13 @@ def test_the_schedule_sends_exactly_what_the_drift_function_parses(template: Tem
     assert schedule["ScheduleExpression"] == {"Ref": "DriftSchedule"}
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     target = schedule["Target"]
-    assert target["Arn"] == {"Fn::GetAtt": ["DriftMonitorFunction", "Arn"]}
+    assert target["Arn"] == {
+        "Fn::If": [
+            "UseSnapStart",
+            {"Ref": "DriftMonitorFunctionAliaslive"},
+            {"Fn::GetAtt": ["DriftMonitorFunction", "Arn"]},
+        ]
+    }
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DriftScheduleDlq", "Arn"]}}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
     # When Scheduler fills in its context attributes
@@ -137,7 +198,18 @@ def test_the_scheduler_role_may_only_invoke_the_monitor_and_dead_letter(template
     assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
     assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
-        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["DriftMonitorFunction", "Arn"]})),
+        (
+            "lambda:InvokeFunction",
+            json.dumps(
+                {
+                    "Fn::If": [
+                        "UseSnapStart",
+                        {"Ref": "DriftMonitorFunctionAliaslive"},
+                        {"Fn::GetAtt": ["DriftMonitorFunction", "Arn"]},
+                    ]
+                }
+            ),
+        ),
         ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DriftScheduleDlq", "Arn"]})),
     }
 

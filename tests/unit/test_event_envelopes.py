@@ -1,4 +1,4 @@
-"""closedloop's envelopes mirror Powertools' parser models field for field (see events/base.py)."""
+"""closedloop's envelopes mirror Powertools' parser models field for field (see events/base.py, events/sqs.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import pytest
 from aws_lambda_powertools.utilities.parser import models as powertools
 from pydantic import BaseModel
 
-from closedloop.events import base
+from closedloop.events import base, sqs
 
 
 @pytest.mark.parametrize(
     ("ours", "theirs"),
     [
         (base.EventBridgeModel, powertools.EventBridgeModel),
-        (base.SqsRecordModel, powertools.SqsRecordModel),
-        (base.SqsAttributesModel, powertools.SqsAttributesModel),
-        (base.SqsMsgAttributeModel, powertools.SqsMsgAttributeModel),
+        (sqs.SqsRecordModel, powertools.SqsRecordModel),
+        (sqs.SqsAttributesModel, powertools.SqsAttributesModel),
+        (sqs.SqsMsgAttributeModel, powertools.SqsMsgAttributeModel),
     ],
 )
 def test_same_fields_aliases_and_requiredness(ours: type[BaseModel], theirs: type[BaseModel]) -> None:

@@ -1,4 +1,4 @@
-"""The generated pipeline definition (`build/pipeline.json`, written by `make pipeline`): four steps, wired.
+"""The checked-in pipeline definition (`pipelines/definition.json`, written by `make pipeline`): four steps, wired.
 
 These tests read the file; they never need the sagemaker SDK (it lives in `.venv-pipeline`).
 """
@@ -14,7 +14,7 @@ from typing import Any
 from closedloop import lineage
 from closedloop.training.requests import build_start_pipeline_request
 
-DEFINITION = Path(__file__).resolve().parents[2] / "build" / "pipeline.json"
+DEFINITION = Path(__file__).resolve().parents[2] / "pipelines" / "definition.json"
 ROUTE_PARAMETERS = {
     lineage.PARAM_INPUT_DATA,
     lineage.PARAM_PREPARED_MANIFEST,
@@ -182,7 +182,9 @@ def steps_code_version() -> str:
 def test_the_definition_is_for_the_step_code_of_this_checkout() -> None:
     version = steps_code_version()
     register = steps()["Register"]["Arguments"]
-    assert register["MetadataProperties"]["CommitId"] == version, "build/pipeline.json is stale: run `make pipeline`"
+    assert register["MetadataProperties"]["CommitId"] == version, (
+        "pipelines/definition.json is stale: run `make pipeline` and commit the result"
+    )
     submit = json.loads(steps()["Train"]["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
     assert f"/code/{version[:16]}/sourcedir.tar.gz" in submit
     assert register["MetadataProperties"]["GeneratedBy"] == {"Get": "Execution.PipelineExecutionArn"}

@@ -28,28 +28,15 @@ def run_stream(text: str | bytes, file_format: str = "csv") -> tuple[dict[str, o
 
 
 @pytest.mark.parametrize(
-    ("digits", "valid"),
-    [("4111111111111111", True), ("4111111111111112", False), ("5555555555554444", True), ("123", False)],
-)
-def test_luhn(digits: str, valid: bool) -> None:
-    assert prepare.luhn_valid(digits) is valid
-
-
-def test_iban_check() -> None:
-    assert prepare.iban_valid("GB82 WEST 1234 5698 7654 32")
-    assert not prepare.iban_valid("GB82 WEST 1234 5698 7654 33")
-
-
-@pytest.mark.parametrize(
     ("text", "kinds"),
     [
         ("write to jane.doe@example.org please", ["email"]),
         ("card 4111 1111 1111 1111 on file", ["payment_card"]),
         ("ref 4111111111111112 is not a card", []),
         ("order 1234567890123 shipped", []),
-        ("IBAN DE89370400440532013000", ["iban", "bank_account"]),
+        ("IBAN DE89370400440532013000", ["iban"]),
         ("account no. 12345678", ["bank_account"]),
-        ("ssn 123-45-6789", ["us_ssn"]),
+        ("ssn 536-90-4399", ["us_ssn"]),
         ("call +44 20 7946 0958", ["phone"]),
         ("call (555) 123-4567", ["phone"]),
         ("returning customer", []),
@@ -64,11 +51,13 @@ def test_luhn_invalid_digit_runs_are_not_flagged_as_cards() -> None:
     # Given many random 16-digit runs that fail the Luhn check
     import random
 
+    from stdnum import luhn
+
     rng = random.Random(3)
     runs = []
     while len(runs) < 200:
         digits = "".join(str(rng.randrange(10)) for _ in range(16))
-        if not prepare.luhn_valid(digits):
+        if not luhn.is_valid(digits):
             runs.append(digits)
     # Then none is reported as a payment card
     assert not any("payment_card" in prepare.detect_pii(f"ref {digits}") for digits in runs)

@@ -77,10 +77,12 @@ class Outcome(BaseModel):
     [
         Trigger(alarm_name=None, state_timestamp=None),
         Trigger(alarm_name="closedloop-drift-features", state_timestamp=None),
+        Trigger(alarm_name=None, state_timestamp="2026-11-27T10:02:11.322+0000"),
     ],
-    ids=["no key at all", "half a key"],
+    ids=["no key at all", "half a key", "the other half"],
 )
 def test_once_refuses_a_call_without_its_key_before_anything_runs(trigger: Trigger) -> None:
+    # Given a side effect guarded by the alarm's business key (alarm name + state time)
     calls: list[Trigger] = []
     store = MemoryStore()
 
@@ -97,16 +99,41 @@ def test_once_refuses_a_call_without_its_key_before_anything_runs(trigger: Trigg
         ttl_seconds=3600,
         key_prefix="alarm.start_retraining",
     )
-    if trigger.alarm_name is None:
-        # Then an invalid event (no retry can help: it goes to the DLQ), the function never ran
-        with pytest.raises(InvalidEventError, match="no idempotency key"):
-            guarded(trigger=trigger)
-        assert (calls, store.writes) == ([], 0)
-    else:
-        # A partial key is still a key (JMESPath yields [name, null]); it is guarded like any other
-        assert guarded(trigger=trigger).result == "started"
-        assert guarded(trigger=trigger).result == "started"
-        assert len(calls) == 1
+    # When it is called with a trigger that lacks the whole key or a part of it
+    # Then it is an invalid event (no retry can help: it goes to the DLQ): half a key would guard
+    # every alarm state of that name with one record, so a later, different alarm state would be
+    # taken for a duplicate of this one
+    with pytest.raises(InvalidEventError, match="idempotency key"):
+        guarded(trigger=trigger)
+    # And the guarded function never ran, and the store was never written
+    assert (calls, store.writes) == ([], 0)
+
+
+def test_once_runs_a_call_with_its_whole_key_once() -> None:
+    # Given the same guard
+    calls: list[Trigger] = []
+    store = MemoryStore()
+
+    def side_effect(trigger: Trigger) -> Outcome:
+        calls.append(trigger)
+        return Outcome(result=f"started {len(calls)}")
+
+    guarded = Once(
+        side_effect,
+        key="[alarm_name, state_timestamp]",
+        data_argument="trigger",
+        output=Outcome,
+        store=store,
+        ttl_seconds=3600,
+        key_prefix="alarm.start_retraining",
+    )
+    whole = Trigger(alarm_name="closedloop-drift-features", state_timestamp="2026-11-27T10:02:11.322+0000")
+    later = Trigger(alarm_name="closedloop-drift-features", state_timestamp="2026-11-27T11:02:11.322+0000")
+    # When the same key comes twice, and another state time of the same alarm once
+    first, again, other = guarded(trigger=whole), guarded(trigger=whole), guarded(trigger=later)
+    # Then the function ran once per key, and the duplicate got the first call's result
+    assert (first.result, again.result, other.result) == ("started 1", "started 1", "started 2")
+    assert calls == [whole, later]
 
 
 def _without(sample: str, *path: str) -> dict[str, Any]:
@@ -118,38 +145,39 @@ def _without(sample: str, *path: str) -> dict[str, Any]:
     return event
 
 
-def _sqs_body(sample: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(load_event(sample)["Records"][0]["body"])
+def _upload_without(*fields: str) -> dict[str, Any]:
+    """The route-1 sample's SQS body with only `fields` of its object removed."""
+    body: dict[str, Any] = json.loads(load_event("start_data_prep_sqs")["Records"][0]["body"])
+    for name in fields:
+        body["detail"]["object"].pop(name)
     return body
 
 
-KEYLESS: list[tuple[str, Callable[[], Any], type[Exception]]] = [
+# case → (parse the keyless event, the documented error, where the error must say the key is missing)
+KEYLESS: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = [
     (
         "uploads: no object key",
-        lambda: ObjectCreatedEvent.model_validate(
-            {**(e := _sqs_body("start_data_prep_sqs")), "detail": {**e["detail"], "object": {"size": 1, "etag": "x"}}}
-        ),
+        lambda: ObjectCreatedEvent.model_validate(_upload_without("key")),
         ValidationError,
+        ("detail.object.key",),
     ),
     (
         "uploads: neither version id nor etag",
-        lambda: ObjectCreatedEvent.model_validate(
-            {
-                **(e := _sqs_body("start_data_prep_sqs")),
-                "detail": {**e["detail"], "object": {"key": "raw/loans/a.csv", "size": 1}},
-            }
-        ),
+        lambda: ObjectCreatedEvent.model_validate(_upload_without("version-id", "etag")),
         ValidationError,
+        ("detail.object.etag", "detail.object.version-id"),
     ),
     (
         "processing job end: no job name",
         lambda: parse_prep_job_event(_without("processing_job_state_change", "detail", "ProcessingJobName")),
         InvalidEventError,
+        ("detail.ProcessingJobName",),
     ),
     (
         "glue job end: no run id",
         lambda: parse_prep_job_event(_without("glue_job_state_change", "detail", "jobRunId")),
         InvalidEventError,
+        ("detail.jobRunId",),
     ),
     (
         "pipeline end: no execution ARN",
@@ -157,6 +185,7 @@ KEYLESS: list[tuple[str, Callable[[], Any], type[Exception]]] = [
             _without("pipeline_execution_status_change", "detail", "pipelineExecutionArn")
         ),
         InvalidEventError,
+        ("detail.pipelineExecutionArn",),
     ),
     (
         "pipeline end: no status",
@@ -164,6 +193,7 @@ KEYLESS: list[tuple[str, Callable[[], Any], type[Exception]]] = [
             _without("pipeline_execution_status_change", "detail", "currentPipelineExecutionStatus")
         ),
         InvalidEventError,
+        ("detail.currentPipelineExecutionStatus",),
     ),
     (
         "approval: no package ARN",
@@ -171,6 +201,7 @@ KEYLESS: list[tuple[str, Callable[[], Any], type[Exception]]] = [
             _without("model_package_approved", "detail", "ModelPackageArn")
         ),
         ValidationError,
+        ("detail.ModelPackageArn",),
     ),
     (
         "approval: no status",
@@ -178,33 +209,53 @@ KEYLESS: list[tuple[str, Callable[[], Any], type[Exception]]] = [
             _without("model_package_approved", "detail", "ModelApprovalStatus")
         ),
         ValidationError,
+        ("detail.ModelApprovalStatus",),
     ),
     (
         "endpoint: no endpoint name",
         lambda: ENDPOINT_EVENT.validate_python(_without("endpoint_state_change", "detail", "EndpointName")),
         ValidationError,
+        ("detail.EndpointName",),
     ),
     (
         "alarm: no alarm name",
         lambda: parse_alarm_event(_without("alarm_state_change", "detail", "alarmName")),
         InvalidEventError,
+        ("detail.alarmName",),
     ),
     (
         "alarm: no state time",
         lambda: parse_alarm_event(_without("alarm_state_change", "detail", "state", "timestamp")),
         InvalidEventError,
+        ("detail.state.timestamp",),
     ),
     (
         "schedule: no execution id",
         lambda: parse_drift_run(_without("drift_monitor_schedule", "execution_id")),
         InvalidEventError,
+        ("execution_id",),
     ),
 ]
 
 
-@pytest.mark.parametrize(("case", "parse", "error"), KEYLESS, ids=[case for case, _, _ in KEYLESS])
+def _where(error: Exception) -> list[str]:
+    """Where the model says the event does not fit (dotted paths, by the event's own field names)."""
+    if isinstance(error, ValidationError):
+        return [".".join(map(str, e["loc"])) for e in error.errors(include_url=False)]
+    assert isinstance(error, InvalidEventError)
+    return [str(p["at"]) for p in error.context.get("problems", [])]
+
+
+@pytest.mark.parametrize(("case", "parse", "error", "missing"), KEYLESS, ids=[case for case, *_ in KEYLESS])
 def test_an_event_without_the_fields_of_its_key_is_refused_by_its_model(
-    case: str, parse: Callable[[], Any], error: type[Exception]
+    case: str, parse: Callable[[], Any], error: type[Exception], missing: tuple[str, ...]
 ) -> None:
-    with pytest.raises(error):
+    # Given the route's sample with (only) the fields of its business key removed
+    # When its model parses it, Then it is refused with the route's documented error
+    with pytest.raises(error) as refused:
         parse()
+    assert type(refused.value) is error
+    # And the refusal is about the missing key field, not about something else in the event
+    # (a discriminated union prefixes the event kind: "Glue Job State Change.detail.jobRunId")
+    where = _where(refused.value)
+    assert any(place == path or place.endswith(f".{path}") for place in where for path in missing), (case, where)

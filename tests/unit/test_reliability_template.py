@@ -34,7 +34,17 @@ def resources(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def target_of(arn: Any) -> str | None:
-    """The logical id an ARN property points at (`!GetAtt X.Arn`, `!Ref X`)."""
+    """The logical id an ARN property points at (`!GetAtt X.Arn`, `!Ref X`).
+
+    An event source of the SnapStart option, `!If [UseSnapStart, !Ref <F>Aliaslive, <F>]`, points at
+    the function `<F>` either way (its alias invokes it).
+    """
+    if isinstance(arn, dict) and "Fn::If" in arn:
+        _, with_snapstart, without = arn["Fn::If"]
+        alias, function = target_of(with_snapstart), target_of(without)
+        spec = template().resources.get(str(alias), {})
+        assert spec.get("Type") == "AWS::Lambda::Alias" and spec["Properties"]["FunctionName"] == {"Ref": function}
+        return function
     if isinstance(arn, dict) and "Fn::GetAtt" in arn:
         return str(arn["Fn::GetAtt"][0])
     if isinstance(arn, dict) and "Ref" in arn:

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from closedloop.events.s3 import ObjectCreatedEvent, ObjectCreatedSqsRecord
+from closedloop.events.s3 import ObjectCreatedEvent, ObjectCreatedSqsRecord, look_alike
 from support.events import load_event
 
 
@@ -80,3 +80,40 @@ def test_numbers_as_strings_are_coerced_only_where_lossless() -> None:
     event = load_event("s3_object_created")
     event["detail"]["object"]["size"] = "48213"
     assert ObjectCreatedEvent.model_validate_json(json.dumps(event)).detail.object.size == 48213
+
+
+def test_a_key_whose_escapes_are_not_utf8_is_a_malformed_event() -> None:
+    # Given a key with a %XX escape that does not decode to UTF-8 (S3 encodes UTF-8 bytes)
+    event = load_event("s3_object_created")
+    event["detail"]["object"]["key"] = "raw/loans/%C3.csv"
+    # Then the model refuses it, saying where and why without the value
+    with pytest.raises(ValidationError) as raised:
+        ObjectCreatedEvent.model_validate(event)
+    [error] = raised.value.errors(include_input=False)
+    assert error["loc"] == ("detail", "object", "key") and "not URL-encoded UTF-8" in error["msg"]
+
+
+def test_the_key_is_kept_as_sent_and_decoded_on_request() -> None:
+    event = load_event("s3_object_created")
+    event["detail"]["object"]["key"] = "raw/loans/red+flower%2B%25.csv"
+    parsed = ObjectCreatedEvent.model_validate(event).detail.object
+    assert (parsed.key, parsed.decoded_key) == ("raw/loans/red+flower%2B%25.csv", "raw/loans/red flower+%.csv")
+
+
+@pytest.mark.parametrize(
+    ("document", "name"),
+    [
+        (
+            {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]},
+            "a classic S3 event notification (Records[] with eventSource aws:s3)",
+        ),
+        ({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"}, "an S3 test event (s3:TestEvent)"),
+        (load_event("s3_object_created"), "an EventBridge event"),
+        ({"Records": [{"messageId": "m"}]}, None),
+        ("not json", None),
+    ],
+    ids=["classic", "test-event", "eventbridge", "other", "not-json"],
+)
+def test_look_alikes_are_named(document: object, name: str | None) -> None:
+    assert look_alike(document if not isinstance(document, dict) else json.dumps(document)) == name
+    assert look_alike(document) == name

@@ -160,15 +160,15 @@ def test_every_rule_target_has_a_dead_letter_queue_and_retry_policy() -> None:
 
 def test_every_asynchronously_invoked_function_has_an_on_failure_destination() -> None:
     resources = template().resources
+    # a function target is `!If [UseSnapStart, <its alias>, !GetAtt <Function>.Arn]` (the SnapStart option)
     invoked_by_rules = {
-        target["Arn"]["Fn::GetAtt"][0]
+        target["Arn"]["Fn::If"][2]["Fn::GetAtt"][0]
         for r in resources.values()
         if r["Type"] == "AWS::Events::Rule"
         for target in r["Properties"].get("Targets", [])
-        if isinstance(target["Arn"], dict)
-        and "Fn::GetAtt" in target["Arn"]
-        and resources.get(target["Arn"]["Fn::GetAtt"][0], {}).get("Type") == "AWS::Lambda::Function"
+        if isinstance(target["Arn"], dict) and "Fn::If" in target["Arn"]
     }
+    assert invoked_by_rules and all(resources[f]["Type"] == "AWS::Lambda::Function" for f in invoked_by_rules)
     configured = {
         r["Properties"]["FunctionName"]["Ref"]
         for r in resources.values()

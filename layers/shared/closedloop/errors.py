@@ -37,6 +37,12 @@ class InvalidEventError(ClosedloopError):
     code = "InvalidEvent"
 
 
+class ForeignEventError(InvalidEventError):
+    """The event is about a resource of another account, region or stack: not ours to act on."""
+
+    code = "ForeignEvent"
+
+
 class UnknownDatasetError(InvalidEventError):
     code = "UnknownDataset"
 

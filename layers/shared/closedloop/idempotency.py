@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import jmespath  # type: ignore[import-untyped]
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -61,6 +62,7 @@ class Once(Generic[ModelT]):
         key_prefix: str,
     ) -> None:
         self.key = key
+        self._data_argument = data_argument
         self._config = IdempotencyConfig(
             event_key_jmespath=key,
             raise_on_no_idempotency_key=True,
@@ -88,6 +90,8 @@ class Once(Generic[ModelT]):
     def __call__(self, **kwargs: Any) -> ModelT:
         if self._guarded is None:
             self._guarded = self._build()
+        if _partial_key(self.key, kwargs.get(self._data_argument)):
+            raise InvalidEventError("event has only part of its idempotency key", key=self.key)
         try:
             result: ModelT = self._guarded(**kwargs)
         except IdempotencyAlreadyInProgressError as exc:
@@ -99,3 +103,10 @@ class Once(Generic[ModelT]):
         except IdempotencyPersistenceLayerError as exc:
             raise AwsServiceError("idempotency store unavailable", retryable=True) from exc
         return result
+
+
+def _partial_key(expression: str, data: Any) -> bool:
+    """A key made of several fields with one of them missing: Powertools guards it as a key."""
+    document = data.model_dump() if isinstance(data, BaseModel) else data
+    parts = jmespath.search(expression, document)
+    return isinstance(parts, list) and any(part is None or part == "" for part in parts)

@@ -34,10 +34,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from closedloop.aws import aws_errors, error_code
 from closedloop.errors import LockHeldError
+from closedloop.model import Model
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -51,7 +52,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Decision(BaseModel):
+class Decision(Model):
     """One automated decision: what event, what rule, what action, what result."""
 
     model_config = ConfigDict(frozen=True)
@@ -77,7 +78,7 @@ class RecordedDecision(Decision):
     at: datetime
 
 
-class Lock(BaseModel):
+class Lock(Model):
     model_config = ConfigDict(frozen=True)
 
     name: str

@@ -11,7 +11,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 
 logger = Logger(utc=True)
-tracer = Tracer()
+# Every outbound call is a boto3 call: X-Ray patches botocore only, not every library it supports
+# (patch_all also patches http.client and probes a dozen database and HTTP clients at import).
+# With tracing off (POWERTOOLS_TRACE_DISABLED, or outside Lambda) Powertools patches nothing.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 
 EVENTBRIDGE_CORRELATION = correlation_paths.EVENT_BRIDGE

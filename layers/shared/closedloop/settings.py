@@ -52,6 +52,8 @@ class Settings(BaseModel):
     # identity of the deployment
     stack_name: str = Field(alias="CLOSEDLOOP_STACK_NAME", min_length=1, max_length=64)
     region: str = Field(alias="AWS_REGION", min_length=1)
+    # the stack's account (`${AWS::AccountId}`): events and ARNs of any other account are not ours
+    account_id: str = Field(alias="CLOSEDLOOP_ACCOUNT_ID", pattern=r"^\d{12}$")
 
     # storage
     data_bucket: str = Field(alias="DATA_BUCKET", min_length=3)
@@ -108,6 +110,10 @@ class Settings(BaseModel):
     # routes 6 and 7: drift and retraining
     alarm_prefix: str = Field(default="closedloop-", alias="ALARM_PREFIX", min_length=1)
     extra_alarm_names: CsvList = Field(default=(), alias="EXTRA_ALARM_NAMES")
+    # the stack's own drift alarms (the template lists them by !Ref); with ExtraAlarmNames, the only
+    # alarms that retrain — no name prefix does
+    retraining_alarm_names: CsvList = Field(default=(), alias="RETRAINING_ALARM_NAMES")
+    max_alarm_age_s: int = Field(default=3600, alias="MAX_ALARM_AGE_SECONDS", ge=60, le=21600)
     retrain_cooldown_s: int = Field(default=6 * 3600, alias="RETRAIN_COOLDOWN_SECONDS", ge=0)
     drift_metrics_namespace: str = Field(default="closedloop/Drift", alias="DRIFT_METRICS_NAMESPACE")
     drift_min_records: int = Field(default=500, alias="DRIFT_MIN_RECORDS", ge=1)

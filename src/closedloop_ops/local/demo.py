@@ -22,6 +22,7 @@ from closedloop_ops import synthetic
 from closedloop_ops.local.loop import LocalLoop
 from closedloop_ops.local.report import write_report
 from closedloop_ops.stackref import StackRef
+from closedloop_ops.text import shorten
 
 # Demo-sized settings, given as template parameters (the handlers read them as on AWS).
 DEMO_PARAMETERS = {
@@ -34,6 +35,14 @@ DEMO_PARAMETERS = {
 
 class DemoFailed(Exception):
     """The loop did not reach the next stage (the message says which, and the ledger why)."""
+
+
+class WaitingForApprover(Exception):
+    """Manual approval mode: the loop stands where a person takes over (the versions that wait)."""
+
+    def __init__(self, versions: list[int]) -> None:
+        super().__init__(f"version(s) {versions} wait for an approver")
+        self.versions = versions
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Demo:
     seeded_pii: set[str] = field(default_factory=set)
     _echoed: set[str] = field(default_factory=set)
     chaos_context: Any = None
+    _last_drift_run: float = 0.0
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -79,8 +89,8 @@ class Demo:
     def setup(self) -> None:
         loop = self.loop
         if not loop.pipeline_upsert:
-            raise RuntimeError("build/pipeline.json is missing: run `make pipeline` (make demo does it)")
-        self.note("pipeline", "upsert build/pipeline.json", loop.pipeline_upsert)
+            raise RuntimeError("pipelines/definition.json is missing: run `make pipeline` and commit it")
+        self.note("pipeline", "upsert pipelines/definition.json", loop.pipeline_upsert)
         loop.executor.on_step = lambda arn, step: self.note(
             "pipeline step", f"{step.name} ({step.type})", f"{step.status} in {step.seconds:.1f}s"
         )
@@ -102,7 +112,11 @@ class Demo:
                 if decision.business_key.startswith("arn:")
                 else [decision.business_key]
             )
-            why = f" ({decision.reason[:90]})" if decision.reason and decision.result not in {"started", "live"} else ""
+            why = (
+                f" ({shorten(decision.reason, 90)})"
+                if decision.reason and decision.result not in {"started", "live"}
+                else ""
+            )
             self.say(
                 f"[{time.perf_counter() - self.started:5.1f}s] {decision.route}: {decision.action} "
                 f"{'/'.join(subject)[:60]} → {decision.result}{why}"
@@ -177,8 +191,14 @@ class Demo:
         )
 
     def drift_check(self) -> None:
+        # CloudWatch keeps one datapoint per metric and second at the finest: two monitor runs in
+        # the same second would read back as one. On AWS they are an hour apart; here at least 1 s.
+        wait = self._last_drift_run + 1.05 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         schedule = self.loop.stack.schedules[0]
         invocation = self.loop.dispatcher.fire_schedule(schedule)
+        self._last_drift_run = time.monotonic()
         self.settle()
         result = invocation.result or {}
         report = result.get("report") or {}
@@ -198,6 +218,22 @@ class Demo:
         for transition in transitions:
             self.note("alarm", transition.alarm, f"{transition.previous} → {transition.current}")
         self.settle()
+
+    def waiting_for_approver(self) -> list[int]:
+        """The versions the gate left to an approver (manual mode).
+
+        Raises:
+            DemoFailed: none waits (the gate's decision above says why).
+        """
+        sm = self.loop.client("sagemaker")
+        pending = sm.list_model_packages(
+            ModelPackageGroupName=self.loop.output("ModelPackageGroupName"), ModelApprovalStatus="PendingManualApproval"
+        )["ModelPackageSummaryList"]
+        versions = sorted(int(p["ModelPackageVersion"]) for p in pending)
+        if not versions:
+            raise DemoFailed("no model version waits for an approver: see the approval gate's decision above")
+        self.note("approval", f"version {versions[0]} waits for an approver (manual mode)", "pending")
+        return versions
 
     # -- report -------------------------------------------------------------------------------
 
@@ -314,15 +350,22 @@ def run_demo(
     inspect: Callable[[Demo], None] | None = None,
     keep: Callable[[Demo], None] | None = None,
     chaos_seed: int | None = None,
+    approval_mode: str = "auto",
+    approvers: str | None = None,
 ) -> dict[str, Any]:
     """Run the closed loop once; write the report under `out_dir`; return it.
 
     `inspect` sees the finished loop before it stops (the tests read its buckets, ledger and logs);
     `keep` is called instead of stopping (the command line's `--keep`: serve the loop until Ctrl-C).
+    In `manual` approval mode the story stops where a person takes over: version 1 waits for an
+    approver on `approvers` (default: the local ComplianceOfficer role), and the report says so.
     """
+    from closedloop_ops.local.loop import approval_parameters
+
+    parameters = {**DEMO_PARAMETERS, **approval_parameters(approval_mode, approvers)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (
-        LocalLoop.start(stack_name="closedloop-demo", parameters=DEMO_PARAMETERS) as loop,
+        LocalLoop.start(stack_name="closedloop-demo", parameters=parameters) as loop,
         (out_dir / "handler-logs.jsonl").open("w", encoding="utf-8") as handler_logs,
     ):
         loop.dispatcher.log_stream = handler_logs
@@ -348,11 +391,15 @@ def run_demo(
                 )
                 demo.upload()
                 demo.settle()
+                if approval_mode == "manual":
+                    raise WaitingForApprover(demo.waiting_for_approver())
                 demo.traffic(synthetic.NO_DRIFT, "baseline-like", seed=101)
                 demo.drift_check()
                 demo.traffic(synthetic.STRONG_DRIFT, "drifted", seed=202)
                 demo.drift_check()
                 demo.traffic(synthetic.STRONG_DRIFT, "post-retraining", seed=303)
+            except WaitingForApprover as waiting:
+                report = {**demo.report(), "pending_versions": waiting.versions}
             except DemoFailed as failure:
                 say(f"the closed loop stopped: {failure}")
                 report = {**demo.report(), "failure": str(failure)}
@@ -366,10 +413,11 @@ def run_demo(
                     "crashed_routes": sorted(chaos.crashed_routes),
                     "side_effects": demo.side_effects(),
                 }
-            paths = write_report(report, out_dir)
-            say(summary(report))
+            paths = write_report(report, out_dir, cloudwatch=loop.client("cloudwatch"))
+            say(summary(report) if approval_mode != "manual" else manual_summary(report, parameters, keep is not None))
             say(
-                f"report: {paths['json']} and {paths['markdown']} (timeline picture {paths['svg']}); "
+                f"report: {paths['json']} and {paths['markdown']} (pictures: "
+                f"{', '.join(str(p) for k, p in paths.items() if p.suffix == '.svg')}); "
                 f"handler logs: {out_dir / 'handler-logs.jsonl'}"
             )
             if inspect is not None:
@@ -396,5 +444,27 @@ def summary(report: dict[str, Any]) -> str:
             f"triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) ← prepared run "
             f"{chain.get('prepared_data', {}).get('prep_run_id')} ← "
             f"{len(chain.get('raw_objects', []))} raw object versions",
+        ]
+    )
+
+
+def manual_summary(report: dict[str, Any], parameters: dict[str, str], kept: bool) -> str:
+    """Manual mode's end: which version waits, and how a person approves it here."""
+    versions = report.get("pending_versions") or []
+    if not versions:
+        return summary(report)
+    version = versions[-1]
+    approvers = parameters.get("Approvers", "")
+    role = next((a for a in approvers.split(",") if ":role/" in a), approvers.split(",")[0])
+    keep = "" if kept else " (rerun with `closedloop demo --approval-mode manual --keep` to keep the loop up)"
+    return "\n".join(
+        [
+            "",
+            f"closed loop stopped for an approver in {report['wall_seconds']} s: version {version} is pending "
+            f"(manual approval mode; approvers: {approvers}); events in dead-letter queues {report['events_in_dlq']}",
+            f"approve it as the local compliance officer while the loop is up{keep}:",
+            f'  closedloop approve {version} --local --assume-role {role} --reason "evidence reviewed"',
+            f"  closedloop ui --local --assume-role {role}    # the evidence as a page, with Approve / Reject",
+            "then watch it roll out: closedloop status --local",
         ]
     )

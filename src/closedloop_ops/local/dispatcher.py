@@ -62,6 +62,66 @@ def point_logger(observability: Any, stream: Any) -> Any:
     return previous
 
 
+LOG_RECORD_KEYS = frozenset(
+    {"level", "location", "message", "timestamp", "service", "sampling_rate", "xray_trace_id", "cold_start"}
+)
+
+
+class FunctionLines:
+    """A function's stdout as the local loop shows it: each structured log line names its own function.
+
+    On Lambda every function is its own process with its own Logger; here the handlers share one
+    process and so one Logger, built with the first function's service name. Each line is re-tagged
+    with the service of the function that wrote it. `readable` turns the JSON lines into one short
+    line each (time, function, level, message, keys) for a terminal.
+    """
+
+    def __init__(self, target: Any, service: str, *, readable: bool) -> None:
+        self._target = target
+        self._service = service
+        self._readable = readable
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            shown = self._line(line)
+            if shown is not None:
+                self._target.write(shown + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.write("\n")
+        self._target.flush()
+
+    def _line(self, line: str) -> str | None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return line
+        if isinstance(record, dict) and "_aws" in record:  # an EMF metrics blob
+            return self._metrics(record, line)
+        if not isinstance(record, dict) or "level" not in record or "message" not in record:
+            return line
+        record["service"] = self._service
+        if not self._readable:
+            return json.dumps(record, default=str)
+        keys = " ".join(
+            f"{k}={v}" for k, v in record.items() if k not in LOG_RECORD_KEYS and not k.startswith("function_")
+        )
+        when = str(record.get("timestamp", ""))[11:23]
+        return f"{when:<12} {self._service:<18} {record['level']:<7} {record['message']} {keys}".rstrip()
+
+    def _metrics(self, record: dict[str, Any], line: str) -> str | None:
+        if not self._readable:
+            return line
+        names = [m["Name"] for d in record["_aws"].get("CloudWatchMetrics", []) for m in d.get("Metrics", [])]
+        figures = " ".join(f"{name}={record.get(name)}" for name in names)
+        return f"{'':12} {self._service:<18} METRIC  {figures}" if figures else None
+
+
 class LambdaContext:
     """The context object a handler receives."""
 
@@ -156,7 +216,7 @@ class Dispatcher:
                 "AWS_ENDPOINT_URL": self.stack.endpoint_url,
             }
             runtime = FunctionRuntime(function=function, environment=env)
-            with self._output():
+            with self._output(function):
                 runtime.load()
             self.runtimes[logical_id] = runtime
         return self.runtimes[logical_id]
@@ -172,8 +232,12 @@ class Dispatcher:
         }
 
     @contextlib.contextmanager
-    def _output(self) -> Iterator[None]:
-        """Handlers print their logs and metrics as Lambda would (to stdout): send them to `log_stream`."""
+    def _output(self, function: LocalFunction) -> Iterator[None]:
+        """Handlers print their logs and metrics as Lambda would (to stdout): send them to `log_stream`.
+
+        Lines go through `FunctionLines`, tagged with the function's service; on a terminal (no
+        `log_stream`) as one readable line each.
+        """
         import warnings
 
         # Only once a handler has built it: importing it here would build it with this process's
@@ -181,13 +245,19 @@ class Dispatcher:
         observability = sys.modules.get("closedloop.observability")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No application metrics to publish")
-            target = self.log_stream if self.log_stream is not None else sys.stdout
+            service = function.environment.get("POWERTOOLS_SERVICE_NAME") or function.logical_id
+            target = FunctionLines(
+                self.log_stream if self.log_stream is not None else sys.stdout,
+                service,
+                readable=self.log_stream is None,
+            )
             # The shared Logger keeps the stream it was built with: point it at this loop's sink.
             previous = point_logger(observability, target)
             try:
-                with contextlib.redirect_stdout(target):
+                with contextlib.redirect_stdout(target):  # type: ignore[type-var]
                     yield
             finally:
+                target.flush()
                 point_logger(observability, previous)
 
     # -- delivery ---------------------------------------------------------------------------
@@ -348,7 +418,7 @@ class Dispatcher:
         error: str | None = None
         result: Any = None
         try:
-            with self._output(), self.chaos.handler_running() if self.chaos else contextlib.nullcontext():
+            with self._output(function), self.chaos.handler_running() if self.chaos else contextlib.nullcontext():
                 result = runtime.invoke(event)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"

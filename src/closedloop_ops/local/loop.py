@@ -29,6 +29,47 @@ from closedloop_ops.moto_ext import lambda_invoke
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "eu-west-1"
+LOCAL_ACCOUNT = "123456789012"  # moto's
+# Manual approval mode's default allow-list locally: a role the loop creates, so a person can practise
+# approvals by assuming it (`closedloop approve … --assume-role`, `closedloop ui --assume-role`).
+LOCAL_APPROVER_ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/ComplianceOfficer"
+
+
+def approval_parameters(mode: str = "auto", approvers: str | None = None) -> dict[str, str]:
+    """Template parameters for an approval mode: `manual` with `approvers` (default: the local ComplianceOfficer
+    role), `auto` with the template's defaults."""
+    if mode == "manual":
+        return {"ApprovalMode": "manual", "Approvers": approvers or LOCAL_APPROVER_ROLE}
+    return {}
+
+
+def create_approver_roles(endpoint_url: str, region: str, approvers: str) -> list[str]:
+    """Create the roles of the allow-list that belong to the local account (trusting the account), so that
+    someone can assume them; returns the ARNs created."""
+    import json
+
+    import boto3
+
+    from closedloop_ops.stackref import LOCAL_CREDENTIALS
+
+    make: Any = boto3.client  # any service by name
+    iam = make("iam", region_name=region, endpoint_url=endpoint_url, **LOCAL_CREDENTIALS)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{LOCAL_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    existing = {role["Arn"] for role in iam.list_roles()["Roles"]}
+    created = []
+    for arn in (a.strip() for a in approvers.split(",")):
+        prefix = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/"
+        if not arn.startswith(prefix) or arn in existing:
+            continue
+        path, _, name = arn.removeprefix(prefix).rpartition("/")
+        iam.create_role(RoleName=name, Path=f"/{path}/" if path else "/", AssumeRolePolicyDocument=json.dumps(trust))
+        created.append(arn)
+    return created
 
 
 @dataclass
@@ -83,6 +124,8 @@ class LocalLoop:
             from closedloop_ops.moto_ext import jobs as moto_jobs
 
             moto_jobs.install()  # a reset also forgets the job-run transitions
+            if (parameters or {}).get("ApprovalMode") == "manual":
+                create_approver_roles(f"http://{host}:{port}", region, (parameters or {}).get("Approvers", ""))
             template = load_template(root / "template.yaml", region=region)
             stack = Provisioner(
                 template,
@@ -119,7 +162,8 @@ class LocalLoop:
 
     def serve(self, root: Path = ROOT) -> None:
         """What SageMaker would do: run pipeline executions, host and roll out endpoints, publish
-        model-package events. The training pipeline is upserted from `build/pipeline.json` when it exists."""
+        model-package events. The training pipeline is upserted from the checked-in `pipelines/definition.json`
+        (generated offline by `make pipeline`) when it exists."""
         import json
 
         from closedloop_ops.local.endpoint import LocalHosting
@@ -128,7 +172,7 @@ class LocalLoop:
         from closedloop_ops.moto_ext import registry, runtime
 
         code_dir = root / "pipelines" / "steps"
-        definition_path = root / "build" / "pipeline.json"
+        definition_path = root / "pipelines" / "definition.json"
         if definition_path.is_file():
             from closedloop_ops.pipeline import upsert_pipeline
 

@@ -1,6 +1,6 @@
 """Run a SageMaker pipeline execution locally, step by step, from the generated definition.
 
-The executor walks `build/pipeline.json` — the same definition `closedloop pipeline upsert` sends to
+The executor walks `pipelines/definition.json` — the same definition `closedloop pipeline upsert` sends to
 SageMaker — in dependency order, evaluates its expressions (`Get`, `Std:Join`, `Std:JsonGet`) against
 the execution's parameters and the steps' properties, and runs each step the way its container
 would: a Training step runs the estimator's entry point with SageMaker's environment variables and

@@ -145,6 +145,8 @@ class Provisioner:
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::IAM::Role": self._role,
             "AWS::Lambda::Function": self._function,
+            "AWS::Lambda::Version": self._version,
+            "AWS::Lambda::Alias": self._alias,
             "AWS::Lambda::LayerVersion": self._layer,
             "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
             "AWS::Lambda::Permission": self._skip,
@@ -414,6 +416,25 @@ class Provisioner:
         if props.get("Architectures"):
             request["Architectures"] = props["Architectures"]
         self._client("lambda").create_function(**request)
+
+    def _version(self, logical_id: str, props: dict[str, Any]) -> Created:
+        """A published version (SAM's AutoPublishAlias), published in moto too so that Lambda's APIs answer."""
+        function = self._function_by_ref(props["FunctionName"])
+        version = self._client("lambda").publish_version(FunctionName=function.name)["Version"]
+        return Created(physical_id=f"{function.arn}:{version}", attributes={"Version": version})
+
+    def _alias(self, logical_id: str, props: dict[str, Any]) -> Created:
+        """An alias: the function's ARN qualified by its name (what event sources invoke with SnapStart on).
+
+        Invoking an alias runs the function's handler here: the local loop has one build of each function.
+        """
+        function = self._function_by_ref(props["FunctionName"])
+        self._client("lambda").create_alias(
+            FunctionName=function.name, Name=props["Name"], FunctionVersion=str(props["FunctionVersion"])
+        )
+        return Created(
+            physical_id=f"{function.arn}:{props['Name']}", attributes={"AliasArn": f"{function.arn}:{props['Name']}"}
+        )
 
     def _function_by_ref(self, value: str) -> LocalFunction:
         for function in self.stack.functions.values():

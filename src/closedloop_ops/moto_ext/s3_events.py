@@ -7,6 +7,10 @@ AWS (see events/s3_object_created.json and the S3 user guide's EventBridge event
 * `sequencer` increases per key; moto sends a constant;
 * `reason` is the API that caused it (`PutObject`, `POST Object`, `CopyObject`,
   `CompleteMultipartUpload`, `DeleteObject`, `Lifecycle Expiration`); moto sends `ObjectCreated`;
+* `key` is URL-encoded as S3 encodes keys in its events (space → `+`, other reserved and non-ASCII
+  bytes → `%XX` of UTF-8, `/` kept: "Event message structure", Amazon S3 User Guide,
+  https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html; see
+  docs/architecture.md, "Object keys in S3 events"); moto sends the key as stored.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote_plus
 
 from moto.s3 import notifications
 
@@ -38,6 +43,11 @@ def _sequencer() -> str:
         return f"{next(_sequence):018X}"
 
 
+def encode_object_key(key: str) -> str:
+    """A key as S3 writes it into an event: form-encoded UTF-8, `/` left as is."""
+    return quote_plus(key, safe="/")
+
+
 def build_event(
     account_id: str,
     region: str,
@@ -51,7 +61,7 @@ def build_event(
 ) -> dict[str, Any]:
     """One S3 EventBridge event exactly as AWS shapes it."""
     detail_type = notifications._detail_type(event_name)  # type: ignore[arg-type]
-    obj: dict[str, Any] = {"key": key_name}
+    obj: dict[str, Any] = {"key": encode_object_key(key_name)}
     if detail_type == "Object Created":
         obj["size"] = size
         obj["etag"] = etag.replace('"', "")

@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from closedloop import ledger_keys, lineage
 from closedloop.approval.policy import BiasFacet, Champion, Evidence, Quality
 from closedloop.aws import aws_errors, is_not_found
 from closedloop.errors import ClosedloopError, MissingEvidenceError
 from closedloop.ledger import Ledger
+from closedloop.model import Model
 from closedloop.prep.prepare import is_clean
 from closedloop.training.prepared import read_json
 
@@ -41,7 +42,7 @@ SEARCHED_PACKAGES = 25
 APPROVED_SCANNED = 50
 
 
-class Candidate(BaseModel):
+class Candidate(Model):
     """A registered model version, as the registry describes it (what the gate needs of it)."""
 
     model_config = ConfigDict(frozen=True)

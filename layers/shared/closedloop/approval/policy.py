@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from closedloop.model import Model
 from closedloop.prep.prepare import is_clean
 from closedloop.settings import Settings
 
@@ -43,7 +44,7 @@ RejectionCode = Literal[
 ]
 
 
-class Quality(BaseModel):
+class Quality(Model):
     """From `evaluation.json` (`closedloop.evaluation/1`)."""
 
     model_config = ConfigDict(frozen=True)
@@ -57,7 +58,7 @@ class Quality(BaseModel):
     rows_evaluated: int | None = None
 
 
-class BiasFacet(BaseModel):
+class BiasFacet(Model):
     """One facet value of `bias.json` (Clarify's post-training format) against the advantaged group."""
 
     model_config = ConfigDict(frozen=True)
@@ -68,7 +69,7 @@ class BiasFacet(BaseModel):
     dppl: float | None = None
 
 
-class Champion(BaseModel):
+class Champion(Model):
     """The version the candidate must not be (much) worse than: the live one, else the latest approved."""
 
     model_config = ConfigDict(frozen=True)
@@ -80,7 +81,7 @@ class Champion(BaseModel):
     problem: str | None = None  # why its evidence could not be read
 
 
-class Evidence(BaseModel):
+class Evidence(Model):
     """Everything the policy looks at for one candidate version (no data values)."""
 
     model_config = ConfigDict(frozen=True)
@@ -108,14 +109,14 @@ class Evidence(BaseModel):
         return data
 
 
-class Rejection(BaseModel):
+class Rejection(Model):
     model_config = ConfigDict(frozen=True)
 
     code: RejectionCode
     detail: str
 
 
-class PolicyDecision(BaseModel):
+class PolicyDecision(Model):
     """The verdict, every reason against, and every number used."""
 
     model_config = ConfigDict(frozen=True)
@@ -134,7 +135,7 @@ def _n(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-class ApprovalPolicy(BaseModel):
+class ApprovalPolicy(Model):
     """Thresholds of the approval policy (template parameters, through `Settings`)."""
 
     model_config = ConfigDict(frozen=True)

@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop.approval.evidence import Candidate, EvidenceReader, group_and_version
 from closedloop.approval.policy import POLICY_VERSION, ApprovalPolicy, PolicyDecision, describe
 from closedloop.aws import aws_errors, is_not_found
-from closedloop.errors import InvalidEventError, MissingEvidenceError
+from closedloop.errors import ForeignEventError, InvalidEventError, MissingEvidenceError
 from closedloop.events.pipeline import PipelineExecutionStatusChangeEvent
 from closedloop.idempotency import Once
 from closedloop.ledger import Decision, Ledger
+from closedloop.model import Model
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics
 from closedloop.retrain_lock import RetrainLock
@@ -51,7 +52,7 @@ PENDING = "PendingManualApproval"
 GateResult = Literal["approved", "rejected", "pending", "skipped", "execution-failed", "no-model", "error"]
 
 
-class ExecutionFinished(BaseModel):
+class ExecutionFinished(Model):
     """A terminal status of one of our pipeline's executions."""
 
     model_config = ConfigDict(frozen=True)
@@ -64,7 +65,7 @@ class ExecutionFinished(BaseModel):
     display_name: str = ""
 
 
-class GateOutcome(BaseModel):
+class GateOutcome(Model):
     """What route 3 did about one execution's end."""
 
     model_config = ConfigDict(frozen=True)
@@ -125,12 +126,24 @@ class ApprovalGate:
         """Handle one terminal status of an execution of this stack's pipeline, once.
 
         Raises:
+            ForeignEventError: the execution is not ours — its pipeline (or the event) belongs to
+                another account or region; nothing is decided or recorded about it.
             InvalidEventError: the execution is of another pipeline.
             AwsServiceError / ThrottledError: an AWS call failed (retryable ones come back through
                 Lambda's retries; the rest end in the on-failure destination).
         """
         detail = event.detail
-        if detail.pipeline_name != self._settings.pipeline_name:
+        ours = (self._settings.account_id, self._settings.region)
+        if (detail.pipeline_account, detail.pipeline_region) != ours or (event.account, event.region) != ours:
+            metrics.add_metric(name="ForeignEventsRefused", unit=MetricUnit.Count, value=1)
+            raise ForeignEventError(
+                f"not ours: the execution's pipeline is in account {detail.pipeline_account}, region "
+                f"{detail.pipeline_region} (event from account {event.account}, region {event.region}); "
+                f"this stack is account {ours[0]}, region {ours[1]}",
+                pipeline_arn=detail.pipeline_arn,
+                execution_arn=detail.execution_arn,
+            )
+        if detail.pipeline_name.lower() != self._settings.pipeline_name.lower():
             raise InvalidEventError("the execution is of another pipeline than this stack's")
         finished = ExecutionFinished(
             event_id=event.id,

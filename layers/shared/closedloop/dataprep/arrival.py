@@ -10,19 +10,23 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from closedloop.dataprep.policy import DATASET_NAME, load_policy
 from closedloop.errors import InvalidEventError
 from closedloop.events.s3 import ObjectCreatedEvent
+from closedloop.model import Model
 
 MAX_KEY_BYTES = 1024  # S3's own limit: anything longer did not come from S3
 MAX_VERSION_BYTES = 1024  # version ids (S3's limit), etags and sequencers are short opaque strings
 MAX_IDENTITY_BYTES = 2000  # the identity is part of a ledger key (DynamoDB keys: 2048 bytes)
 SUPPORTED_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# What an event says about an object of a bucket without versioning: EventBridge omits `version-id`;
+# S3's classic notifications and its APIs write the literal "null".
+UNVERSIONED = (None, "null")
 
 
-class RawObject(BaseModel):
+class RawObject(Model):
     """One raw file version that arrived under `raw/<dataset>/`."""
 
     model_config = ConfigDict(frozen=True)
@@ -38,22 +42,31 @@ class RawObject(BaseModel):
     event_id: str = ""
 
     @property
+    def is_empty(self) -> bool:
+        """A 0-byte file: nothing to prepare, quarantined with a report instead."""
+        return self.size == 0
+
+    @property
     def identity(self) -> str:
         """The dedupe key: bucket + key + version id (etag + sequencer when unversioned)."""
         version = self.version_id or f"etag:{self.etag}:{self.sequencer or ''}"
         return f"{self.bucket}/{self.key}#{version}"
 
 
-class Skipped(BaseModel):
-    """An event that is valid but carries nothing to prepare (folder marker, empty object)."""
+class Skipped(Model):
+    """An event that is valid and carries nothing at all: a folder marker (a 0-byte object whose
+    key ends in `/`, what the S3 console's "Create folder" writes). Ignored on purpose — logged
+    and counted (`ObjectsSkipped`), no ledger decision: there is no data and nothing to decide.
+    An empty *file* is not skipped: it is a `RawObject` of size 0, quarantined (see `batch.py`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    reason: Literal["folder_marker", "empty_object"]
+    reason: Literal["folder_marker"]
     dataset: str | None = None
 
 
-class DataPrepRun(BaseModel):
+class DataPrepRun(Model):
     """One preparation run: the new raw objects of one dataset from one batch."""
 
     model_config = ConfigDict(frozen=True)
@@ -78,16 +91,29 @@ class DataPrepRun(BaseModel):
 def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_prefix: str) -> RawObject | Skipped:
     """Validate one `Object Created` event of the data bucket.
 
+    The key is URL-decoded first (S3 encodes it in its events; see `decode_object_key`), so every
+    check, the manifest, the ledger and lineage see the key the object really has.
+
+    Returns:
+        The raw object (of size 0 for an empty file, which is quarantined, not prepared), or
+        `Skipped` for a folder marker.
+
     Raises:
-        InvalidEventError: another bucket, a key outside `raw/<dataset>/`, a key with `..` or
-            control characters, an over-long key, version id, etag or sequencer, an unsupported
-            file type.
+        InvalidEventError: another bucket, an object without a version id (the data bucket must be
+            versioned), a key outside `raw/<dataset>/`, a key with `..` or control characters, an
+            over-long key, version id, etag or sequencer, a key ending in `/` that holds data, an
+            unsupported file type.
         UnknownDatasetError: no policy is declared for the key's dataset.
     """
     detail = event.detail
-    key = detail.object.key
+    key = detail.object.decoded_key
     if detail.bucket.name != data_bucket:
         raise InvalidEventError("event is for another bucket", bucket=detail.bucket.name)
+    if detail.object.version_id in UNVERSIONED:
+        raise InvalidEventError(
+            "object has no version id: the data bucket is not versioned, so no run could name the exact input",
+            fix="enable versioning on the data bucket (VersioningConfiguration Status: Enabled), then upload again",
+        )
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidEventError("object key is longer than S3 allows", key_bytes=len(key.encode("utf-8")))
     if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in key):
@@ -97,6 +123,8 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
     relative = key[len(raw_prefix) :]
     dataset, _, rest = relative.partition("/")
     if key.endswith("/"):
+        if detail.object.size:
+            raise InvalidEventError("object key ends with '/' but the object holds data", bytes=detail.object.size)
         return Skipped(reason="folder_marker", dataset=dataset if DATASET_NAME.match(dataset) else None)
     if not DATASET_NAME.match(dataset):
         raise InvalidEventError(f"object key is not {raw_prefix}<dataset>/<file> with a lower-case dataset slug")
@@ -105,12 +133,11 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
     if any(segment in {"", ".", ".."} for segment in rest.split("/")):
         raise InvalidEventError("object key has '.', '..' or empty path segments")
     policy = load_policy(dataset)
-    if detail.object.size == 0:
-        return Skipped(reason="empty_object", dataset=dataset)
     file_format = _format_of(rest)
     if file_format is None or file_format not in policy.formats:
         raise InvalidEventError(
-            "unsupported file type for this dataset",
+            f"unsupported file type for dataset {dataset}: {rest.rsplit('/', 1)[-1]}",
+            key=key,
             dataset=dataset,
             supported=sorted(s for s, f in SUPPORTED_SUFFIXES.items() if f in policy.formats),
         )

@@ -1,9 +1,13 @@
 """Declarative per-dataset PII and schema policies (`closedloop/datasets/<dataset>.json`).
 
 A policy lists every column a raw file of the dataset must have, in order, with what preparation
-does to it: `keep`, `drop`, `pseudonymise` (keyed hash, stable across runs) or `mask`. Kept text
-and categorical columns are scanned for undeclared PII. Policies are validated when loaded; an
-unknown dataset is an `UnknownDatasetError`.
+does to it: `keep`, `drop`, `pseudonymise` (keyed hash, stable across runs) or `mask`. Kept text,
+categorical and label columns are scanned for undeclared PII, kept numeric columns for
+identifier-shaped numbers (`closedloop/prep/detectors.py`), phones and national identifiers for the
+policy's `regions`. Numeric columns may declare a range and a precision, label and categorical
+columns their classes. `undeclared_pii` says what happens to a file in which undeclared PII is
+found (docs/governance.md). Policies are validated when loaded; an unknown dataset is an
+`UnknownDatasetError`.
 """
 
 from __future__ import annotations
@@ -15,18 +19,22 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from closedloop.errors import DatasetPolicyError, UnknownDatasetError
+from closedloop.model import Model
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 PiiAction = Literal["keep", "drop", "pseudonymise", "mask"]
 ColumnType = Literal["numeric", "categorical", "text", "identifier", "label"]
+# What preparation does with a file in which undeclared PII is found (docs/governance.md).
+UndeclaredPiiAction = Literal["quarantine_file", "quarantine_rows", "redact"]
+REGION = r"^[A-Z]{2}$"
 
 
-class ColumnPolicy(BaseModel):
+class ColumnPolicy(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     action: PiiAction = "keep"
@@ -34,9 +42,24 @@ class ColumnPolicy(BaseModel):
     rename: str | None = Field(default=None, pattern=COLUMN_NAME.pattern)
     pii: str | None = Field(default=None, description="the kind of PII the column holds, for the report")
     scan: bool = True
+    classes: tuple[str, ...] | None = Field(default=None, min_length=1, description="label/categorical values")
+    minimum: float | None = None
+    maximum: float | None = None
+    decimals: int | None = Field(default=None, ge=0, le=12, description="digits after the decimal point, at most")
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> ColumnPolicy:
+        numeric_only = ("minimum", "maximum", "decimals")
+        if self.type != "numeric" and any(getattr(self, name) is not None for name in numeric_only):
+            raise ValueError("minimum, maximum and decimals apply to numeric columns only")
+        if self.classes is not None and self.type not in ("label", "categorical"):
+            raise ValueError("classes apply to label and categorical columns only")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum is larger than maximum")
+        return self
 
 
-class DatasetPolicy(BaseModel):
+class DatasetPolicy(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: str = Field(pattern=DATASET_NAME.pattern)
@@ -46,6 +69,12 @@ class DatasetPolicy(BaseModel):
     label: str | None = None
     protected_attribute: str | None = None
     favourable_label: str = "1"
+    regions: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="ISO 3166 codes whose phone numbers and national identifiers are looked for; none: the default ten",
+    )
+    undeclared_pii: UndeclaredPiiAction = "quarantine_file"
     columns: dict[str, ColumnPolicy] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -53,6 +82,9 @@ class DatasetPolicy(BaseModel):
         for name in self.columns:
             if not COLUMN_NAME.match(name):
                 raise ValueError(f"column name {name!r} is not a safe identifier")
+        for region in self.regions or ():
+            if not re.match(REGION, region):
+                raise ValueError(f"region {region!r} is not an upper-case ISO 3166 alpha-2 code")
         outputs = self.output_columns()
         if not outputs:
             raise ValueError("every column is dropped: nothing would be prepared")

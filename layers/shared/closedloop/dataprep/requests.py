@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from closedloop import lineage
@@ -28,9 +30,21 @@ def prepared_prefix_uri(bucket: str, prepared_prefix: str, dataset: str, run_id:
     return f"s3://{bucket}/{prepared_prefix}{dataset}/{run_id}/"
 
 
-def code_key(script_sha256: str) -> str:
-    """Content-addressed location of the preparation script: the code version is in the key."""
-    return f"code/prepare/{script_sha256[:16]}/{SCRIPT_NAME}"
+def code_key(bundle_sha256: str, name: str = SCRIPT_NAME) -> str:
+    """Content-addressed location of a file of the preparation code: the code version is in the key.
+
+    The code is a bundle: the script, its detector module and the wheels of the detector libraries
+    (`wheels/…`), all under one prefix, so a Processing job downloads exactly one version of each.
+    """
+    return f"code/prepare/{bundle_sha256[:16]}/{name}"
+
+
+def bundle_sha256(files: Mapping[str, bytes]) -> str:
+    """The content hash of a code bundle (relative path → content), independent of order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{hashlib.sha256(files[name]).hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def build_prep_manifest(
@@ -119,13 +133,16 @@ def build_processing_job_request(
     }
 
 
-def build_glue_job_run_request(*, glue_job_name: str, run: DataPrepRun, manifest_uri: str) -> dict[str, Any]:
-    """StartJobRun for one run of the template's Glue (Python shell) job."""
-    return {
-        "JobName": glue_job_name,
-        "Arguments": {
-            "--manifest": manifest_uri,
-            "--run-id": run.run_id,
-            "--engine": "glue",
-        },
-    }
+def build_glue_job_run_request(
+    *, glue_job_name: str, run: DataPrepRun, manifest_uri: str, extra_py_files: Sequence[str] = ()
+) -> dict[str, Any]:
+    """StartJobRun for one run of the template's Glue (Python shell) job.
+
+    `extra_py_files` (the detector module and the wheels of its libraries, in S3) go to Glue's
+    `--extra-py-files`: Glue puts them on the script's Python path before it starts, from S3, so
+    the job needs no package index.
+    """
+    arguments = {"--manifest": manifest_uri, "--run-id": run.run_id, "--engine": "glue"}
+    if extra_py_files:
+        arguments["--extra-py-files"] = ",".join(extra_py_files)
+    return {"JobName": glue_job_name, "Arguments": arguments}

@@ -12,7 +12,6 @@ Three guards stand between a duplicate delivery and a second job:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -20,15 +19,17 @@ from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop.aws import aws_errors, is_already_exists, is_not_found
 from closedloop.dataprep.arrival import DataPrepRun, RawObject, plan_runs
 from closedloop.dataprep.policy import load_policy
 from closedloop.dataprep.requests import (
+    SCRIPT_NAME,
     build_glue_job_run_request,
     build_prep_manifest,
     build_processing_job_request,
+    bundle_sha256,
     code_key,
     manifest_key,
     prep_job_name,
@@ -36,6 +37,7 @@ from closedloop.dataprep.requests import (
 from closedloop.errors import ClosedloopError
 from closedloop.idempotency import Once
 from closedloop.ledger import Decision, Ledger
+from closedloop.model import Model
 from closedloop.settings import DataPrepEngine, Settings
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ ROUTE = "data-arrival"
 GLUE_RUN_LOOKBACK_PAGES = 4
 
 
-class DataPrepStarted(BaseModel):
+class DataPrepStarted(Model):
     """A preparation run that is running (started now or found already started)."""
 
     model_config = ConfigDict(frozen=True)
@@ -64,7 +66,7 @@ class DataPrepStarted(BaseModel):
     found_existing: bool = False
 
 
-class RunOutcome(BaseModel):
+class RunOutcome(Model):
     """What happened to one dataset's objects of a batch."""
 
     model_config = ConfigDict(frozen=True)
@@ -77,9 +79,15 @@ class RunOutcome(BaseModel):
     retryable: bool = False
 
 
-def prep_script_bytes() -> bytes:
-    """The preparation script shipped in this package (the same file Glue and Processing run)."""
-    return resources.files("closedloop.prep").joinpath("prepare.py").read_bytes()
+def prep_code_bundle() -> dict[str, bytes]:
+    """The preparation code shipped in this package, by relative path: the script Glue and
+    Processing run, its detector module, and the wheels of the detector libraries."""
+    package = resources.files("closedloop.prep")
+    files = {name: package.joinpath(name).read_bytes() for name in (SCRIPT_NAME, "detectors.py")}
+    for wheel in package.joinpath("wheels").iterdir():
+        if wheel.name.endswith(".whl"):
+            files[f"wheels/{wheel.name}"] = wheel.read_bytes()
+    return files
 
 
 class DataPrepService:
@@ -94,14 +102,14 @@ class DataPrepService:
         glue: GlueClient,
         ledger: Ledger,
         idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer],
-        script: Callable[[], bytes] = prep_script_bytes,
+        code: Callable[[], dict[str, bytes]] = prep_code_bundle,
     ) -> None:
         self._settings = settings
         self._s3 = s3
         self._sagemaker = sagemaker
         self._glue = glue
         self._ledger = ledger
-        self._script = script
+        self._code = code
         self._start_once = Once(
             self._start,
             key="run_id",
@@ -296,7 +304,14 @@ class DataPrepService:
         existing = self._find_glue_run(job, run.run_id)
         if existing is not None:
             return result.model_copy(update={"job_run_id": existing, "found_existing": True})
-        request = build_glue_job_run_request(glue_job_name=job, run=run, manifest_uri=manifest_uri)
+        script_uri = self._code_uri
+        prefix = script_uri.rsplit("/", 1)[0]
+        request = build_glue_job_run_request(
+            glue_job_name=job,
+            run=run,
+            manifest_uri=manifest_uri,
+            extra_py_files=[f"{prefix}/{name}" for name in self._code_names if name != SCRIPT_NAME],
+        )
         with aws_errors("glue:StartJobRun"):
             response = self._glue.start_job_run(**request)
         return result.model_copy(update={"job_run_id": response["JobRunId"]})
@@ -320,15 +335,32 @@ class DataPrepService:
         return None
 
     @cached_property
+    def _code_files(self) -> dict[str, bytes]:
+        return self._code()
+
+    @property
+    def _code_names(self) -> list[str]:
+        return sorted(self._code_files)
+
+    @cached_property
     def _code_uri(self) -> str:
-        """Upload the preparation script once, content-addressed, and return its S3 URI."""
-        body = self._script()
-        key = code_key(hashlib.sha256(body).hexdigest())
+        """Upload the preparation code once, content-addressed, and return the script's S3 URI.
+
+        The script goes last: when it is there, the whole bundle is (a crash midway uploads the
+        rest again on the next start).
+        """
+        files = self._code_files
+        digest = bundle_sha256(files)
         bucket = self._settings.artifacts_bucket
+        script_key = code_key(digest)
         try:
             with aws_errors("s3:HeadObject(code)", passthrough=is_not_found):
-                self._s3.head_object(Bucket=bucket, Key=key)
+                self._s3.head_object(Bucket=bucket, Key=script_key)
         except ClientError:
-            with aws_errors("s3:PutObject(code)"):
-                self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/x-python")
-        return f"s3://{bucket}/{key}"
+            for name in sorted(files, key=lambda n: n == SCRIPT_NAME):
+                content_type = "text/x-python" if name.endswith(".py") else "application/zip"
+                with aws_errors("s3:PutObject(code)"):
+                    self._s3.put_object(
+                        Bucket=bucket, Key=code_key(digest, name), Body=files[name], ContentType=content_type
+                    )
+        return f"s3://{bucket}/{script_key}"

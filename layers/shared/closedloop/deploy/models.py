@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from closedloop import lineage
+from closedloop.model import Model
 
 ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
 DeploymentKind = Literal["deploy", "rollback"]
@@ -17,7 +18,7 @@ Outcome = Literal["live", "rolled_back", "failed"]
 UNKNOWN = "unknown"
 
 
-class ModelPackage(BaseModel):
+class ModelPackage(Model):
     """One model package version as DescribeModelPackage describes it (the fields the rollout uses)."""
 
     model_config = ConfigDict(frozen=True)
@@ -71,7 +72,7 @@ class ModelPackage(BaseModel):
         return [key for key in wanted if not self.metadata.get(key)]
 
 
-class Endpoint(BaseModel):
+class Endpoint(Model):
     """The endpoint as DescribeEndpoint says it is now."""
 
     model_config = ConfigDict(frozen=True)
@@ -101,7 +102,7 @@ class Endpoint(BaseModel):
         return f"{prefix}:endpoint-config/{(config_name or self.config_name).lower()}"
 
 
-class LiveVersion(BaseModel):
+class LiveVersion(Model):
     """The model package version an endpoint config serves (from its lineage tags)."""
 
     model_config = ConfigDict(frozen=True)
@@ -111,7 +112,7 @@ class LiveVersion(BaseModel):
     endpoint_config: str
 
 
-class EndpointState(BaseModel):
+class EndpointState(Model):
     """`ledger_keys.endpoint_state(endpoint)`: what serves, what is being rolled out, what happened last.
 
     The first six fields are the contract other routes read; the rest is the rollout's bookkeeping.
@@ -139,7 +140,7 @@ class EndpointState(BaseModel):
         return bool(self.pending_endpoint_config)
 
 
-class RolloutOutcome(BaseModel):
+class RolloutOutcome(Model):
     """What route 4 decided for one model package state change (the idempotent result)."""
 
     model_config = ConfigDict(frozen=True)
@@ -158,7 +159,7 @@ class RolloutOutcome(BaseModel):
     deployment_id: str = ""
 
 
-class DeploymentObservation(BaseModel):
+class DeploymentObservation(Model):
     """What route 5 made of one endpoint event."""
 
     model_config = ConfigDict(frozen=True)

@@ -27,7 +27,8 @@ from closedloop.deploy.models import DeploymentObservation, Endpoint, EndpointSt
 from closedloop.deploy.packages import Registry
 from closedloop.deploy.policy import BUSY_STATUSES, SERVING_STATUS
 from closedloop.deploy.state import EndpointStateStore
-from closedloop.errors import ClosedloopError
+from closedloop.errors import ClosedloopError, ForeignEventError
+from closedloop.events.base import foreign_scope
 from closedloop.events.endpoint import EndpointDeploymentStateChangeEvent, EndpointStateChangeEvent
 from closedloop.ledger import Clock, Decision, Ledger, utcnow
 from closedloop.notify import Notifier, Severity
@@ -67,10 +68,15 @@ class DeploymentRecorder:
         """Compare the endpoint with the pending deployment and record what it came to.
 
         Raises:
+            ForeignEventError: the endpoint or the event belongs to another account or region.
             EndpointBusyError: another rollout decision holds the endpoint's lock (retryable).
             ClosedloopError: an AWS call failed (`retryable` says whether to try again).
         """
         detail = event.detail
+        endpoint_arns = [arn for arn in event.resources if ":endpoint/" in arn]
+        foreign = foreign_scope(event, self._settings.account_id, self._settings.region, *endpoint_arns)
+        if foreign is not None:
+            raise ForeignEventError(foreign, endpoint=detail.endpoint_name)
         base: dict[str, Any] = {
             "event_id": event.id,
             "endpoint_name": detail.endpoint_name,

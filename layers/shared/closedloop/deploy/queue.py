@@ -25,8 +25,9 @@ from closedloop.aws import aws_errors
 from closedloop.deploy.policy import backoff_seconds
 from closedloop.deploy.rollout import ROUTE, Rollout
 from closedloop.errors import ClosedloopError, EndpointBusyError, InvalidEventError
-from closedloop.events.base import SqsRecordModel, validation_problems
+from closedloop.events.base import validation_problems
 from closedloop.events.registry import ModelPackageStateChangeEvent
+from closedloop.events.sqs import SqsRecordModel
 from closedloop.ledger import Decision, Ledger
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop.deploy.hosting import Hosting, alarm_states
 from closedloop.deploy.models import DeploymentKind, Endpoint, LiveVersion, ModelPackage, RolloutOutcome
@@ -49,10 +49,12 @@ from closedloop.deploy.requests import (
     validate_rollout_settings,
 )
 from closedloop.deploy.state import EndpointStateStore
-from closedloop.errors import ClosedloopError, EndpointBusyError, EndpointUnusableError
+from closedloop.errors import ClosedloopError, EndpointBusyError, EndpointUnusableError, ForeignEventError
+from closedloop.events.base import foreign_scope
 from closedloop.events.registry import ModelPackageStateChangeEvent
 from closedloop.idempotency import Once
 from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.model import Model
 from closedloop.notify import Notifier, Severity
 from closedloop.observability import logger, metrics
 from closedloop.settings import Settings
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
 ROUTE = "model-approval"
 
 
-class StatusChange(BaseModel):
+class StatusChange(Model):
     """One approval decision of the registry: the idempotency key and where it came from."""
 
     model_config = ConfigDict(frozen=True)
@@ -126,11 +128,15 @@ class Rollout:
         Returns the outcome (also recorded in the ledger).
 
         Raises:
+            ForeignEventError: the version or the event belongs to another account or region.
             EndpointBusyError: the endpoint (or its rollout lock) is busy — retry later.
             EndpointUnusableError: the endpoint is Failed / OutOfService / UpdateRollbackFailed.
             ClosedloopError: an AWS call failed (`retryable` says whether to try again).
         """
         detail = event.detail
+        foreign = foreign_scope(event, self._settings.account_id, self._settings.region, detail.arn)
+        if foreign is not None:
+            raise ForeignEventError(foreign, model_package_arn=detail.arn)
         group = self._settings.model_package_group
         base = {
             "event_id": event.id,

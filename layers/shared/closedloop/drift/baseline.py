@@ -16,9 +16,10 @@ from collections.abc import Collection, Mapping, Sequence
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from closedloop.drift.stats import DEFAULT_BINS, bin_counts, proportions, quantile_edges
+from closedloop.model import Model
 
 SCHEMA = "closedloop.baseline/1"
 DEFAULT_SAMPLE_SIZE = 1000
@@ -43,7 +44,7 @@ def _check_bins(edges: Sequence[float], shares: Sequence[float], what: str) -> N
         raise ValueError(f"{what} proportions must be non-negative and not all zero")
 
 
-class NumericFeatureBaseline(BaseModel):
+class NumericFeatureBaseline(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: Literal["numeric"]
@@ -61,7 +62,7 @@ class NumericFeatureBaseline(BaseModel):
         return self
 
 
-class CategoricalFeatureBaseline(BaseModel):
+class CategoricalFeatureBaseline(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: Literal["categorical"]
@@ -79,7 +80,7 @@ class CategoricalFeatureBaseline(BaseModel):
 FeatureBaseline = Annotated[NumericFeatureBaseline | CategoricalFeatureBaseline, Field(discriminator="type")]
 
 
-class PredictionBaseline(BaseModel):
+class PredictionBaseline(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     positive_rate: float | None = Field(default=None, ge=0, le=1)
@@ -94,7 +95,7 @@ class PredictionBaseline(BaseModel):
         return self
 
 
-class BiasBaseline(BaseModel):
+class BiasBaseline(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     protected_attribute: str = Field(min_length=1)
@@ -104,7 +105,7 @@ class BiasBaseline(BaseModel):
     dppl: float | None = None
 
 
-class Baseline(BaseModel):
+class Baseline(Model):
     """`baseline.json` (schema `closedloop.baseline/1`)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
@@ -129,7 +130,7 @@ class Baseline(BaseModel):
         return self
 
 
-class ClarifyMetric(BaseModel):
+class ClarifyMetric(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     name: str
@@ -137,7 +138,7 @@ class ClarifyMetric(BaseModel):
     value: float | None = None
 
 
-class ClarifyFacet(BaseModel):
+class ClarifyFacet(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     value_or_threshold: str
@@ -149,7 +150,7 @@ class ClarifyFacet(BaseModel):
         return str(value) if isinstance(value, int | float) else value
 
 
-class ClarifyBiasMetrics(BaseModel):
+class ClarifyBiasMetrics(Model):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     label: str | None = None
@@ -162,7 +163,7 @@ class ClarifyBiasMetrics(BaseModel):
         return str(value) if isinstance(value, int | float) else value
 
 
-class BiasReport(BaseModel):
+class BiasReport(Model):
     """Clarify's analysis format (`bias.json`): the post-training metrics the monitor compares with."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from closedloop import ledger_keys, lineage
 from closedloop.aws import aws_errors, is_not_found
@@ -44,6 +44,7 @@ from closedloop.errors import ClosedloopError, LockHeldError
 from closedloop.events.base import validation_problems
 from closedloop.events.scheduler import DriftMonitorRun
 from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.model import Model
 from closedloop.observability import logger, metrics
 from closedloop.settings import Settings
 
@@ -63,7 +64,7 @@ _KEY_TIME = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{2})-(\d{2})-(\d{3}
 RunResult = Literal["published", "insufficient-records", "skipped"]
 
 
-class LiveModel(BaseModel):
+class LiveModel(Model):
     """What the endpoint serves, and where its evidence and captured traffic are."""
 
     model_config = ConfigDict(frozen=True)
@@ -78,7 +79,7 @@ class LiveModel(BaseModel):
     serving_since: datetime | None = None
 
 
-class SkippedFile(BaseModel):
+class SkippedFile(Model):
     model_config = ConfigDict(frozen=True)
 
     key: str
@@ -86,7 +87,7 @@ class SkippedFile(BaseModel):
     detail: str
 
 
-class DriftRunResult(BaseModel):
+class DriftRunResult(Model):
     """What one run did: measured and published, waited for more records, or could not run."""
 
     model_config = ConfigDict(frozen=True)

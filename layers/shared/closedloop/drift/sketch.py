@@ -19,7 +19,7 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop.drift.baseline import (
     POSITIVE_SCORE,
@@ -29,6 +29,7 @@ from closedloop.drift.baseline import (
     NumericFeatureBaseline,
 )
 from closedloop.drift.stats import PSI_EPSILON, ReferenceCdf, ks_from_counts, proportions, psi
+from closedloop.model import Model
 
 MAX_NEW_CATEGORIES = 256
 MAX_GROUPS = 64
@@ -36,7 +37,7 @@ OTHER = "\x00other"  # bucket of categories (or groups) beyond the bound; cannot
 MIN_GROUP_ROWS = 30  # fewer rows of a group than this give no bias figure (too noisy)
 
 
-class FeatureDrift(BaseModel):
+class FeatureDrift(Model):
     model_config = ConfigDict(frozen=True)
 
     feature: str
@@ -50,7 +51,7 @@ class FeatureDrift(BaseModel):
 BIAS_CONFIDENCE_Z = 1.96
 
 
-class BiasDrift(BaseModel):
+class BiasDrift(Model):
     model_config = ConfigDict(frozen=True)
 
     attribute: str
@@ -65,7 +66,7 @@ class BiasDrift(BaseModel):
     rows_disadvantaged: int
 
 
-class DriftReport(BaseModel):
+class DriftReport(Model):
     """What one run measured. Counts and statistics only — never a captured value."""
 
     model_config = ConfigDict(frozen=True)

@@ -1,21 +1,24 @@
-"""The envelopes every closedloop event arrives in: EventBridge events and SQS records.
+"""The envelope every closedloop event arrives in (EventBridge), and helpers every parser shares.
 
-These mirror Powertools' `EventBridgeModel` and `SqsRecordModel` field for field (same names,
-aliases and types), so route models subclass them exactly as they would subclass Powertools'. They
-live here because importing `aws_lambda_powertools.utilities.parser.models` builds every one of its
-~100 event models: measured at 110-150 ms of a handler's cold start on this machine, for models no
-closedloop route uses (see docs/architecture.md, "Cold start").
+`EventBridgeModel` mirrors Powertools' model field for field (same names, aliases and types), so
+route models subclass it exactly as they would subclass Powertools'. (The SQS record envelope of
+the two routes behind a queue is in `closedloop.events.sqs`.) It lives here because importing
+`aws_lambda_powertools.utilities.parser.models` builds every one of its ~100 event models:
+measured at 110-150 ms of a handler's cold start on this machine, for models no closedloop route
+uses (see docs/architecture.md, "Cold start").
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+
+from closedloop.model import Model
 
 
-class EventBridgeModel(BaseModel):
+class EventBridgeModel(Model):
     """An EventBridge event envelope (as Powertools models it)."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -32,41 +35,6 @@ class EventBridgeModel(BaseModel):
     replay_name: str | None = Field(default=None, alias="replay-name")
 
 
-class SqsAttributesModel(BaseModel):
-    ApproximateReceiveCount: str
-    ApproximateFirstReceiveTimestamp: datetime
-    MessageDeduplicationId: str | None = None
-    MessageGroupId: str | None = None
-    SenderId: str
-    SentTimestamp: datetime
-    SequenceNumber: str | None = None
-    AWSTraceHeader: str | None = None
-    DeadLetterQueueSourceArn: str | None = None
-
-
-class SqsMsgAttributeModel(BaseModel):
-    stringValue: str | None = None
-    binaryValue: str | None = None
-    stringListValues: list[str] = Field(default_factory=list)
-    binaryListValues: list[str] = Field(default_factory=list)
-    dataType: str
-
-
-class SqsRecordModel(BaseModel):
-    """One record of an SQS event-source batch (as Powertools models it)."""
-
-    messageId: str
-    receiptHandle: str
-    body: Any
-    attributes: SqsAttributesModel
-    messageAttributes: dict[str, SqsMsgAttributeModel]
-    md5OfBody: str
-    md5OfMessageAttributes: str | None = None
-    eventSource: Literal["aws:sqs"]
-    eventSourceARN: str
-    awsRegion: str
-
-
 def single_source(value: Any) -> Any:
     """A duplicated `source` key (last one kept) arrives as a one-element list: the source it names."""
     if isinstance(value, list) and len(value) == 1:
@@ -74,9 +42,30 @@ def single_source(value: Any) -> Any:
     return value
 
 
+SageMakerSource = Annotated[Literal["aws.sagemaker"], BeforeValidator(single_source)]
+"""`source` of SageMaker's events (routes 2-5), a duplicated key taken as the one it names."""
+
+
 def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
     """Where and why a model rejected an event — without the values it held."""
     return [
-        {"at": ".".join(map(str, err["loc"])) or "(root)", "problem": err["msg"]}
+        {
+            "at": ".".join(map(str, err["loc"])) or "(root)",
+            "problem": "not a detail-type this route takes" if err["type"] == "union_tag_invalid" else err["msg"],
+        }
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ][:10]
+
+
+def arn_scope(arn: str) -> tuple[str, str]:
+    """(account, region) of an ARN (`arn:<partition>:<service>:<region>:<account>:…`); empty if not an ARN."""
+    parts = arn.split(":", 5)
+    return (parts[4], parts[3]) if len(parts) == 6 and parts[0] == "arn" else ("", "")
+
+
+def foreign_scope(event: EventBridgeModel, account: str, region: str, *arns: str) -> str | None:
+    """Why the event is not this stack's (another account or region in the envelope or an ARN), or None."""
+    for where, scope in (("the event", (event.account, event.region)), *((arn, arn_scope(arn)) for arn in arns)):
+        if scope != (account, region):
+            return f"not ours: {where} is in account {scope[0]}, region {scope[1]}; this stack is {account}, {region}"
+    return None

@@ -10,35 +10,49 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from closedloop.errors import InvalidEventError
 from closedloop.events.base import EventBridgeModel, validation_problems
+from closedloop.model import Model
 
 AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
-class AlarmState(BaseModel):
+class AlarmState(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     value: AlarmStateValue
     reason: str = ""
     reason_data: str | None = Field(default=None, alias="reasonData")
     timestamp: str = Field(min_length=10)
+    # Composite alarms with an actions suppressor: "Alarm", "WaitPeriod" or "ExtensionPeriod", and
+    # CloudWatch's own sentence about it ("Actions suppressed by WaitPeriod").
     actions_suppressed_by: str | None = Field(default=None, alias="actionsSuppressedBy")
+    actions_suppressed_reason: str | None = Field(default=None, alias="actionsSuppressedReason")
 
     @field_validator("timestamp")
     @classmethod
     def _is_a_time(cls, value: str) -> str:
-        datetime.fromisoformat(value)  # "2019-10-02T17:04:40.989+0000" (raises ValueError if not a time)
+        try:
+            datetime.fromisoformat(value)  # "2019-10-02T17:04:40.989+0000"
+        except ValueError:
+            raise ValueError("not an ISO 8601 time") from None  # fromisoformat's message holds the value
         return value
 
     @property
     def at(self) -> datetime:
-        return datetime.fromisoformat(self.timestamp)
+        """The state's time; a timestamp without a zone is taken as UTC (CloudWatch always sends one)."""
+        at = datetime.fromisoformat(self.timestamp)
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+    @property
+    def actions_suppressed(self) -> bool:
+        """CloudWatch suppressed this state's actions (a composite alarm's suppressor was active)."""
+        return bool(self.actions_suppressed_by or self.actions_suppressed_reason)
 
     def reason_fields(self) -> dict[str, Any]:
         """`reasonData` (a JSON string) as a dict; empty when absent or not JSON."""
@@ -51,7 +65,7 @@ class AlarmState(BaseModel):
         return data if isinstance(data, dict) else {}
 
 
-class AlarmMetricRef(BaseModel):
+class AlarmMetricRef(Model):
     model_config = ConfigDict(frozen=True)
 
     namespace: str | None = None
@@ -59,7 +73,7 @@ class AlarmMetricRef(BaseModel):
     dimensions: dict[str, str] = Field(default_factory=dict)
 
 
-class AlarmMetricStat(BaseModel):
+class AlarmMetricStat(Model):
     model_config = ConfigDict(frozen=True)
 
     metric: AlarmMetricRef
@@ -67,7 +81,7 @@ class AlarmMetricStat(BaseModel):
     stat: str | None = None
 
 
-class AlarmMetric(BaseModel):
+class AlarmMetric(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str
@@ -77,7 +91,7 @@ class AlarmMetric(BaseModel):
     return_data: bool | None = Field(default=None, alias="returnData")
 
 
-class AlarmConfiguration(BaseModel):
+class AlarmConfiguration(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     description: str | None = None
@@ -85,7 +99,7 @@ class AlarmConfiguration(BaseModel):
     alarm_rule: str | None = Field(default=None, alias="alarmRule")
 
 
-class AlarmStateChangeDetail(BaseModel):
+class AlarmStateChangeDetail(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     alarm_name: str = Field(alias="alarmName", min_length=1, max_length=255)

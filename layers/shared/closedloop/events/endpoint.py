@@ -16,10 +16,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
 
-from closedloop.events.base import EventBridgeModel
-from closedloop.events.registry import SageMakerSource
+from closedloop.events.base import EventBridgeModel, SageMakerSource
+from closedloop.model import Model
 
 EventEndpointStatus = Literal[
     "OUT_OF_SERVICE",
@@ -46,13 +46,13 @@ def api_status(status: str) -> str:
     return "".join(part.capitalize() for part in status.lower().split("_"))
 
 
-class VariantStatus(BaseModel):
+class VariantStatus(Model):
     status: str = Field(alias="Status")
     message: str = Field(default="", alias="StatusMessage")
     started_at: datetime | None = Field(default=None, alias="StartTime")
 
 
-class EventVariant(BaseModel):
+class EventVariant(Model):
     model_config = ConfigDict(populate_by_name=True)
 
     name: str | None = Field(default=None, alias="VariantName")
@@ -63,7 +63,7 @@ class EventVariant(BaseModel):
     statuses: list[VariantStatus] = Field(default_factory=list, alias="VariantStatus")
 
 
-class PendingDeployment(BaseModel):
+class PendingDeployment(Model):
     model_config = ConfigDict(populate_by_name=True)
 
     endpoint_config: str = Field(alias="EndpointConfigName", min_length=1)
@@ -71,7 +71,7 @@ class PendingDeployment(BaseModel):
     variants: list[EventVariant] = Field(default_factory=list, alias="ProductionVariants")
 
 
-class EndpointStateDetail(BaseModel):
+class EndpointStateDetail(Model):
     model_config = ConfigDict(populate_by_name=True)
 
     endpoint_name: str = Field(alias="EndpointName", min_length=1, max_length=63)
@@ -105,4 +105,7 @@ EndpointEvent = Annotated[
 ]
 """Either endpoint event, told apart by its `detail-type` (the parser's discriminator)."""
 
-ENDPOINT_EVENT: TypeAdapter[EndpointStateChangeEvent | EndpointDeploymentStateChangeEvent] = TypeAdapter(EndpointEvent)
+ENDPOINT_EVENT: TypeAdapter[EndpointStateChangeEvent | EndpointDeploymentStateChangeEvent] = TypeAdapter(
+    EndpointEvent, config=ConfigDict(defer_build=True)
+)
+"""The parser of either endpoint event; built on the first parse (defer_build), like the models."""

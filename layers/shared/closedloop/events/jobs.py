@@ -17,16 +17,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from closedloop.errors import InvalidEventError
 from closedloop.events.base import EventBridgeModel, single_source, validation_problems
+from closedloop.model import Model
 
 GlueTerminalState = Literal["SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"]
 ProcessingTerminalStatus = Literal["Completed", "Failed", "Stopped"]
 
 
-class GlueJobStateChangeDetail(BaseModel):
+class GlueJobStateChangeDetail(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     job_name: str = Field(alias="jobName", min_length=1, max_length=255)
@@ -42,7 +43,7 @@ class GlueJobStateChangeEvent(EventBridgeModel):
     detail: GlueJobStateChangeDetail
 
 
-class ProcessingAppSpecification(BaseModel):
+class ProcessingAppSpecification(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     image_uri: str | None = Field(default=None, alias="ImageUri")
@@ -50,7 +51,7 @@ class ProcessingAppSpecification(BaseModel):
     container_arguments: list[str] = Field(default_factory=list, alias="ContainerArguments")
 
 
-class ProcessingJobStateChangeDetail(BaseModel):
+class ProcessingJobStateChangeDetail(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     job_name: str = Field(alias="ProcessingJobName", min_length=1, max_length=63)
@@ -71,7 +72,10 @@ class ProcessingJobStateChangeEvent(EventBridgeModel):
 
 
 PrepJobEvent = Annotated[GlueJobStateChangeEvent | ProcessingJobStateChangeEvent, Field(discriminator="detail_type")]
-_PREP_JOB_EVENT: TypeAdapter[GlueJobStateChangeEvent | ProcessingJobStateChangeEvent] = TypeAdapter(PrepJobEvent)
+# built on the first parse (defer_build), like the models: not at import
+_PREP_JOB_EVENT: TypeAdapter[GlueJobStateChangeEvent | ProcessingJobStateChangeEvent] = TypeAdapter(
+    PrepJobEvent, config=ConfigDict(defer_build=True)
+)
 
 
 def parse_prep_job_event(event: Any) -> GlueJobStateChangeEvent | ProcessingJobStateChangeEvent:

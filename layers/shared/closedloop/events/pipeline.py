@@ -13,16 +13,17 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from closedloop.errors import InvalidEventError
 from closedloop.events.base import EventBridgeModel, single_source, validation_problems
+from closedloop.model import Model
 
 TerminalStatus = Literal["Succeeded", "Failed", "Stopped"]
 EXECUTION_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/([^/]+)/execution/([a-z0-9]+)$")
 
 
-class PipelineExecutionStatusChangeDetail(BaseModel):
+class PipelineExecutionStatusChangeDetail(Model):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     pipeline_arn: str = Field(alias="pipelineArn", pattern=r"^arn:aws[a-z-]*:sagemaker:[^:]+:\d{12}:pipeline/[^/]+$")
@@ -44,6 +45,16 @@ class PipelineExecutionStatusChangeDetail(BaseModel):
     @property
     def pipeline_name(self) -> str:
         return self.pipeline_arn.rsplit("/", 1)[1]
+
+    @property
+    def pipeline_region(self) -> str:
+        """The region in the pipeline's ARN (`arn:<partition>:sagemaker:<region>:<account>:pipeline/<name>`)."""
+        return self.pipeline_arn.split(":")[3]
+
+    @property
+    def pipeline_account(self) -> str:
+        """The account that owns the pipeline, from its ARN."""
+        return self.pipeline_arn.split(":")[4]
 
 
 class PipelineExecutionStatusChangeEvent(EventBridgeModel):

@@ -16,19 +16,18 @@ What AWS really sends, and what this model accepts because of it:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Json
+from pydantic import ConfigDict, Field, Json
 
-from closedloop.events.base import EventBridgeModel, SqsRecordModel, single_source
+from closedloop.events.base import EventBridgeModel, SageMakerSource
+from closedloop.events.sqs import SqsRecordModel
+from closedloop.model import Model
 
 ApprovalDecision = Literal["Approved", "Rejected"]
 
 
-SageMakerSource = Annotated[Literal["aws.sagemaker"], BeforeValidator(single_source)]
-
-
-class ModelPackageStateChangeDetail(BaseModel):
+class ModelPackageStateChangeDetail(Model):
     """The fields route 4 relies on; the rest of the package description is read from the registry."""
 
     model_config = ConfigDict(populate_by_name=True)

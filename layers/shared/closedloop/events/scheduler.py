@@ -17,15 +17,16 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from closedloop.errors import InvalidEventError
 from closedloop.events.base import validation_problems
+from closedloop.model import Model
 
 SCHEDULER_CORRELATION = "execution_id"
 
 
-class DriftMonitorRun(BaseModel):
+class DriftMonitorRun(Model):
     """One scheduled run of the drift monitor."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -6,24 +6,34 @@ locally:
 
     python3 prepare.py --manifest s3://<data bucket>/manifests/<dataset>/<run id>/input.json
 
-It needs only the standard library and boto3 (Python 3.9+, as Glue's Python shell has). The
-manifest, written by the data-arrival function, names the exact raw object versions, the
-dataset's PII policy and where to write. For every file:
+It needs the standard library, boto3 (Python 3.9+, as Glue's Python shell has) and its detector
+module, `detectors.py` next to it (phone numbers by libphonenumber, national identifiers, IBANs and
+cards by python-stdnum: both ship with the job as wheels, see that module). The manifest, written by
+the data-arrival function, names the exact raw object versions, the dataset's PII policy and where
+to write. For every file:
 
 * the columns must be exactly the policy's (a missing or extra column rejects the file);
 * each column is kept, dropped, pseudonymised (HMAC-SHA256 with a key from Secrets Manager, so
   one customer gets one identifier across runs) or masked;
-* every kept text or categorical column is scanned for undeclared PII (e-mail, phone, payment card
-  numbers that pass the Luhn check, IBANs that pass mod-97, bank account numbers next to an
-  account keyword, US SSNs).
+* every kept text, categorical and label column is scanned for undeclared PII (e-mail, phones,
+  payment cards, IBANs, bank accounts, national identifiers of the policy's regions, IP
+  addresses, passports next to a keyword), every kept numeric column for identifier-shaped numbers;
+* numeric values must be numbers inside the declared range and precision, labels and categories
+  one of their declared classes.
 
-A file that is empty, not UTF-8 or not CSV, off-schema or holds undeclared PII goes to quarantine
-with a report and is not passed on. Reports, logs and error messages carry counts, positions,
+Undeclared PII is handled as the policy's `undeclared_pii` says: the whole file is quarantined
+(`quarantine_file`, the default), only the rows holding it are (`quarantine_rows`: the others are
+prepared), or the values are replaced by `[<kind>]` (`redact`; a hit in a numeric or label column,
+which cannot be redacted, quarantines its row). Either way the run is not clean (`is_clean`).
+
+A file that is empty, not UTF-8 or not CSV, or off-schema goes to quarantine with a report and is
+not passed on. Reports, logs and error messages carry counts, positions,
 declared column names and reasons, never a value: an undeclared column name is data until proven
 otherwise (a CSV without a header row makes its first data row the header), so it is located by
 position, never quoted. Outputs, under the manifest's `output_uri`: `data.csv` (the clean
-files' rows), `pii_report.json` (counts per column and entity type, never values) and
-`manifest.json` (input object versions, policy and code versions: the lineage of the data).
+files' rows), `pii_report.json` (counts per column and entity type and what was done about them,
+never values) and `manifest.json` (input object versions, policy, code and detector versions: the
+lineage of the data).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import importlib
 import io
 import json
 import logging
@@ -41,81 +52,63 @@ import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import boto3
 
 OUTPUT_SCHEMA = "closedloop.prepared-manifest/1"
 INPUT_SCHEMA = "closedloop.prep-input/1"
 MIN_KEY_LENGTH = 32
-SCANNED_TYPES = ("text", "categorical")
 
 log = logging.getLogger("closedloop.prepare")
 
 # --- undeclared PII detection -----------------------------------------------------------------
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-CARD_CANDIDATE = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d])")
-IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
-PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .\-]\d{3,4}[ .\-]\d{3,4}(?!\d)"
-    r"|(?<![\w+])\+\d{8,14}(?!\d)"
-)
-ACCOUNT = re.compile(r"(?i)\b(?:account|acct|a/c|iban|routing|sort code|konto|compte)\b\D{0,20}(\d[\d \-]{6,20}\d)")
+SCANNED_TYPES = ("text", "categorical", "label")
+UNDECLARED_PII_ACTIONS = ("quarantine_file", "quarantine_rows", "redact")
+UNREDACTABLE_TYPES = ("numeric", "label")
 
 
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum payment card numbers carry."""
-    if not digits.isdigit() or not 13 <= len(digits) <= 19:
-        return False
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+_MODULES: Dict[str, Any] = {}
+_DETECTORS: Dict[Optional[Tuple[str, ...]], Any] = {}
 
 
-def iban_valid(candidate: str) -> bool:
-    """The ISO 13616 mod-97 check of an IBAN."""
-    iban = candidate.replace(" ", "").upper()
-    if not 15 <= len(iban) <= 34 or not iban[:2].isalpha() or not iban[2:4].isdigit():
-        return False
-    rearranged = iban[4:] + iban[:4]
-    digits = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(digits) % 97 == 1
+def _detectors() -> Any:
+    """The detector module: `detectors.py` beside this script when run as one (the jobs), the
+    package's module when imported. Imported on first use: the approval gate imports this file for
+    `is_clean` only, and must not load the detector libraries."""
+    module = _MODULES.get("detectors")
+    if module is None:
+        module = _MODULES["detectors"] = importlib.import_module(
+            f"{__package__}.detectors" if __package__ else "detectors"
+        )
+    return module
 
 
-def detect_pii(text: str) -> List[str]:
+def _detector(regions: Optional[Sequence[str]]) -> Any:
+    """The detector of a dataset's regions (`None`: the detectors' defaults), built once."""
+    key = tuple(regions) if regions is not None else None
+    found = _DETECTORS.get(key)
+    if found is None:
+        found = _DETECTORS[key] = _detectors().detector(regions)
+    return found
+
+
+def detect_pii(text: str, regions: Optional[Sequence[str]] = None) -> List[str]:
     """The kinds of PII found in one value (each kind once), never the values themselves.
 
-    A span claimed by a stronger detector (a Luhn-valid card, a valid IBAN) is blanked before the
-    weaker, looser ones (account numbers, phones) look, so one number is reported as one kind.
+    `regions` are the ISO codes whose phone numbers and national identifiers are looked for
+    (`None`: the detectors' defaults). A span claimed by a stronger detector (a checksum-valid card
+    or identifier, a valid IBAN) is set aside before the weaker ones look: one number, one kind.
     """
-    found = []
-    if "@" in text and EMAIL.search(text):
-        found.append("email")
-    for match in CARD_CANDIDATE.finditer(text):
-        if luhn_valid(re.sub(r"[ \-]", "", match.group(0))):
-            found.append("payment_card")
-            text = text.replace(match.group(0), " ")
-            break
-    ibans = [m.group(0) for m in IBAN_CANDIDATE.finditer(text) if iban_valid(m.group(0))]
-    if ibans:
-        found.append("iban")
-    if ACCOUNT.search(text):
-        found.append("bank_account")
-    for value in ibans:
-        text = text.replace(value, " ")
-    if SSN.search(text):
-        found.append("us_ssn")
-    elif PHONE.search(text):
-        found.append("phone")
-    return found
+    kinds: List[str] = _detector(regions).detect(text)
+    return kinds
+
+
+def detect_pii_in_number(text: str, regions: Optional[Sequence[str]] = None) -> List[str]:
+    """Identifier-shaped numbers in a numeric column (a card number, a `+49…` phone), never values."""
+    kinds: List[str] = _detector(regions).detect_number(text)
+    return kinds
 
 
 # --- column transforms -----------------------------------------------------------------------
@@ -260,30 +253,85 @@ def _check_columns(found: List[str], columns: List[str], looks_like_data: str, *
     raise FileRejected("columns do not match the dataset policy", **details)
 
 
+def _value_problem(value: str, spec: Dict[str, Any]) -> Optional[str]:
+    """Why a kept value breaks its column's declared type, range, precision or classes (or None)."""
+    if spec.get("type", "text") != "numeric":
+        classes = spec.get("classes")
+        return "value is not one of the declared classes" if classes is not None and value not in classes else None
+    if not value.strip():
+        return None
+    if not _is_number(value):
+        return "value is not a number"
+    number = float(value)
+    mantissa = value.strip().lower().split("e")[0]
+    decimals = len(mantissa.split(".")[1].rstrip("0")) if "." in mantissa else 0
+    checks = (
+        (spec.get("minimum") is not None and number < spec["minimum"], "value is below the declared minimum"),
+        (spec.get("maximum") is not None and number > spec["maximum"], "value is above the declared maximum"),
+        (spec.get("decimals") is not None and decimals > spec["decimals"], "value has more decimals than declared"),
+    )
+    return next((problem for broken, problem in checks if broken), None)
+
+
 def prepare_stream(
-    raw: io.BufferedIOBase, file_format: str, policy: Dict[str, Any], key: bytes, out: io.TextIOBase
+    raw: io.BufferedIOBase,
+    file_format: str,
+    policy: Dict[str, Any],
+    key: bytes,
+    out: io.TextIOBase,
+    withheld_rows: Optional[io.TextIOBase] = None,
 ) -> Dict[str, Any]:
     """Transform one raw file into prepared CSV rows written to `out` (no header).
 
-    Returns the file's PII report. Raises FileRejected (with the report so far in `details`).
+    Undeclared PII is handled as `policy["undeclared_pii"]` says; with `quarantine_rows` (and, for a
+    hit that cannot be redacted, `redact`) the rows holding it are written, raw and with a header,
+    to `withheld_rows` instead of `out`. Returns the file's PII report (counts, never values).
+    Raises FileRejected (with the report so far in `details`).
     """
     columns = policy["columns"]
     names = list(columns)
+    regions = policy.get("regions")
+    action_on_pii = policy.get("undeclared_pii") or "quarantine_file"
+    if action_on_pii not in UNDECLARED_PII_ACTIONS:
+        raise ValueError("the dataset policy's undeclared_pii is not one of " + ", ".join(UNDECLARED_PII_ACTIONS))
     writer = csv.writer(out, lineterminator="\n")
+    withheld_writer = csv.writer(withheld_rows, lineterminator="\n") if withheld_rows is not None else None
     declared: Dict[str, Dict[str, Any]] = {
         name: {"action": spec.get("action", "keep"), "pii": spec.get("pii"), "values": 0}
         for name, spec in columns.items()
         if spec.get("action", "keep") != "keep" or spec.get("pii")
     }
+    # (name, action, type, scanner, spec) once per file, not per value
+    plan = []
+    for name in names:
+        spec = columns[name]
+        column_type = spec.get("type", "text")
+        scanner = None
+        if spec.get("scan", True):
+            scanner = (
+                detect_pii
+                if column_type in SCANNED_TYPES
+                else (detect_pii_in_number if column_type == "numeric" else None)
+            )
+        plan.append((name, spec.get("action", "keep"), column_type, scanner, spec))
+    validated = [
+        (name, spec)
+        for name, action, column_type, _, spec in plan
+        if action == "keep" and (column_type == "numeric" or spec.get("classes") is not None)
+    ]
     undeclared: Dict[str, Dict[str, int]] = {}
+    handled: Dict[str, Any] = {"action": action_on_pii, "rows_with_pii": 0, "quarantined_rows": 0, "redacted_values": 0}
     rows = 0
+
+    def report() -> Dict[str, Any]:
+        return {"rows": rows, "declared": declared, "undeclared": undeclared, "undeclared_pii": handled}
+
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")  # type: ignore[type-var]
     try:
         for line, row in _rows(text, file_format, names):
             output = []
-            for name in names:
-                spec = columns[name]
-                action = spec.get("action", "keep")
+            hits: List[Tuple[int, str, str]] = []  # (output position, column, column type)
+            for name, action, column_type, scanner, _spec in plan:
                 value = row[name]
                 if action == "drop":
                     if value:
@@ -299,14 +347,31 @@ def prepare_stream(
                         declared[name]["values"] += 1
                     output.append(mask(value))
                     continue
-                column_type = spec.get("type", "text")
-                if column_type == "numeric" and value.strip() and not _is_number(value):
-                    raise FileRejected("value is not a number", line=line, column=name)
-                if spec.get("scan", True) and column_type in SCANNED_TYPES and value:
-                    for kind in detect_pii(value):
+                if scanner is not None and value:
+                    kinds = scanner(value, regions)
+                    if kinds:
                         counts = undeclared.setdefault(name, {})
-                        counts[kind] = counts.get(kind, 0) + 1
+                        for kind in kinds:
+                            counts[kind] = counts.get(kind, 0) + 1
+                        hits.append((len(output), name, column_type))
                 output.append(value)
+            if hits and action_on_pii != "quarantine_file":
+                handled["rows_with_pii"] += 1
+                if action_on_pii == "quarantine_rows" or any(t in UNREDACTABLE_TYPES for _, _, t in hits):
+                    # the row is withheld whole: what sits next to a found value may identify too
+                    if withheld_writer is not None:
+                        if handled["quarantined_rows"] == 0:
+                            withheld_writer.writerow(names)
+                        withheld_writer.writerow([row[name] for name in names])
+                    handled["quarantined_rows"] += 1
+                    continue
+                for position, _, _ in hits:
+                    output[position] = _detector(regions).redact(output[position])[0]
+                    handled["redacted_values"] += 1
+            for name, spec in validated:
+                problem = _value_problem(row[name], spec)
+                if problem:
+                    raise FileRejected(problem, line=line, column=name, report=report())
             writer.writerow(output)
             rows += 1
     except UnicodeDecodeError as exc:
@@ -316,17 +381,18 @@ def prepare_stream(
         raise FileRejected("file is not valid CSV", rows_read=rows) from None
     finally:
         text.detach()
-    report = {"rows": rows, "declared": declared, "undeclared": undeclared}
     if rows == 0:
-        raise FileRejected("empty file (no data rows)", report=report)
-    if undeclared:
+        if handled["quarantined_rows"]:
+            raise FileRejected("every row held undeclared PII", report=report())
+        raise FileRejected("empty file (no data rows)", report=report())
+    if undeclared and action_on_pii == "quarantine_file":
         raise FileRejected(
             "undeclared PII found",
-            report=report,
+            report=report(),
             columns=sorted(undeclared),
             kinds=sorted({kind for counts in undeclared.values() for kind in counts}),
         )
-    return report
+    return report()
 
 
 # --- the run's PII verdict ----------------------------------------------------------------------
@@ -361,7 +427,11 @@ def split_uri(uri: str) -> Tuple[str, str]:
 
 
 def script_sha256() -> str:
-    with open(os.path.abspath(__file__), "rb") as handle:
+    return _file_sha256(__file__)
+
+
+def _file_sha256(path: str) -> str:
+    with open(os.path.abspath(path), "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
@@ -382,6 +452,7 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
     pii_key = load_key(secrets, manifest["pseudonymisation_secret_arn"])
     out_bucket, out_prefix = split_uri(manifest["output_uri"])
     q_bucket, q_prefix = split_uri(manifest["quarantine_uri"])
+    handling = _pii_handling(policy)
     header = [spec.get("rename") or name for name, spec in policy["columns"].items() if spec.get("action") != "drop"]
     inputs: List[Dict[str, Any]] = []
     files_report: List[Dict[str, Any]] = []
@@ -397,10 +468,14 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
                 if obj.get("version_id"):
                     request["VersionId"] = obj["version_id"]
                 part_path = os.path.join(workdir, f"part-{index}.csv")
+                withheld_path = os.path.join(workdir, f"part-{index}.withheld.csv")
                 try:
                     body = s3.get_object(**request)["Body"]
-                    with open(part_path, "w", encoding="utf-8", newline="") as part:
-                        report = prepare_stream(body, obj.get("format", "csv"), policy, pii_key, part)
+                    with (
+                        open(part_path, "w", encoding="utf-8", newline="") as part,
+                        open(withheld_path, "w", encoding="utf-8", newline="") as withheld,
+                    ):
+                        report = prepare_stream(body, obj.get("format", "csv"), policy, pii_key, part, withheld)
                 except FileRejected as rejected:
                     quarantine_key = _quarantine(s3, obj, request, q_bucket, q_prefix, index, rejected)
                     entry.update(status="quarantined", reason=rejected.reason, quarantine_key=quarantine_key)
@@ -413,6 +488,15 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
                 os.remove(part_path)
                 total_rows += report["rows"]
                 entry.update(status="prepared", rows=report["rows"])
+                if report["undeclared_pii"]["quarantined_rows"]:
+                    entry["rows_quarantine_key"] = _quarantine_rows(
+                        s3, obj, withheld_path, q_bucket, q_prefix, index, report
+                    )
+                    log.warning(
+                        "quarantined %d rows of file %d: undeclared PII found",
+                        report["undeclared_pii"]["quarantined_rows"],
+                        index,
+                    )
                 files_report.append({**entry, **report, "status": "prepared"})
                 inputs.append(entry)
         data_uri = None
@@ -426,6 +510,7 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
         "dataset": manifest["dataset"],
         "files": files_report,
         **pii_verdict(files_report),
+        **handling,
     }
     output = {
         "schema": OUTPUT_SCHEMA,
@@ -433,7 +518,14 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
         "dataset": manifest["dataset"],
         "engine": engine,
         "policy": {"dataset": policy["dataset"], "version": policy["version"], "sha256": manifest["policy_sha256"]},
-        "code": {"script": "prepare.py", "sha256": script_sha256()},
+        "code": {"script": "prepare.py", "sha256": script_sha256(), "detectors": handling["detectors"]},
+        "pii": {
+            **{k: handling[k] for k in ("undeclared_pii", "regions")},
+            "undeclared_pii_files": pii_report["undeclared_pii_files"],
+            "clean": pii_report["clean"],
+            "quarantined_rows": sum(f.get("undeclared_pii", {}).get("quarantined_rows", 0) for f in files_report),
+            "redacted_values": sum(f.get("undeclared_pii", {}).get("redacted_values", 0) for f in files_report),
+        },
         "input_manifest": manifest_uri,
         "inputs": inputs,
         "prepared_files": sum(1 for f in files_report if f["status"] == "prepared"),
@@ -457,6 +549,47 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
     _put_json(s3, out_bucket, out_prefix + "pii_report.json", pii_report)
     _put_json(s3, out_bucket, out_prefix + "manifest.json", output)
     return output
+
+
+def _pii_handling(policy: Dict[str, Any]) -> Dict[str, Any]:
+    """What the run does about undeclared PII, where it looks, and with which detector versions."""
+    detectors = _detectors()
+    regions = policy.get("regions")
+    try:
+        detector = detectors.detector(regions)
+    except ValueError:  # the policy is ours to quote: region codes, not data
+        raise SystemExit("the dataset policy names a region libphonenumber does not know") from None
+    return {
+        "undeclared_pii": policy.get("undeclared_pii") or "quarantine_file",
+        "regions": list(detector.regions),
+        "regions_declared": regions is not None,
+        "detectors": {"sha256": _file_sha256(detectors.__file__), **detectors.library_versions()},
+    }
+
+
+def _quarantine_rows(
+    s3: Any, obj: Dict[str, Any], path: str, bucket: str, prefix: str, index: int, report: Dict[str, Any]
+) -> str:
+    """Put a prepared file's withheld rows (raw, with a header) in quarantine with a counts-only report."""
+    name = obj["key"].rsplit("/", 1)[-1]
+    target = f"{prefix}{index:05d}-{name}.rows.csv"
+    s3.upload_file(path, bucket, target)
+    _put_json(
+        s3,
+        bucket,
+        target + ".report.json",
+        {
+            "source": {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")},
+            "reason": "undeclared PII found",
+            "details": {
+                "rows": report["undeclared_pii"]["quarantined_rows"],
+                "undeclared": report["undeclared"],
+                "undeclared_pii": report["undeclared_pii"]["action"],
+            },
+            "quarantined_at": datetime.now(timezone.utc).isoformat(),
+        },
+    )
+    return target
 
 
 def _quarantine(

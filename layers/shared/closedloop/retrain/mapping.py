@@ -1,13 +1,16 @@
 """Which model group and pipeline an alarm stands for.
 
-An alarm belongs to this stack's model group when its name starts with the stack's alarm prefix
-(`<ResourcePrefix>-`, the naming convention of every alarm the template defines) or is one of the
-extra alarm names the operator listed (e.g. a SageMaker Model Monitor alarm). An alarm tagged
-`closedloop:model-group` must name this stack's group. Anything else is an error: the event goes
-to the dead-letter queue with the reason, so a mis-wired alarm is seen, not silently dropped.
+Only alarms the template names retrain: the stack's drift alarms (`RETRAINING_ALARM_NAMES`, set
+from the alarm resources by `!Ref`) and the operator's `ExtraAlarmNames` (e.g. a SageMaker Model
+Monitor alarm). The EventBridge rule matches exactly these names; this module refuses any other
+alarm that reaches the function anyway — a name prefix proves nothing (`<prefix>-lambda-errors`
+shares it and says nothing about the model). An alarm tagged `closedloop:model-group` must name
+this stack's group. Anything else is an error: the event goes to the dead-letter queue with the
+reason, so a mis-wired alarm is seen, not silently dropped.
 
-The rollout's endpoint health alarms (`<prefix>-endpoint-…`: 5xx, latency) share the prefix but
-say nothing about the data: they roll a deployment back, and retraining would not fix them.
+The rollout's endpoint health alarms (`<prefix>-endpoint-…`: 5xx, latency) say nothing about the
+data: they roll a deployment back, and retraining would not fix them. Even when listed by mistake
+they are recorded as a suppression and start nothing.
 """
 
 from __future__ import annotations
@@ -15,23 +18,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop.errors import UnknownAlarmError
+from closedloop.model import Model
 from closedloop.settings import Settings
 
 MODEL_GROUP_TAG = "closedloop:model-group"
 OPERATIONAL_ALARMS = "endpoint-"  # after the prefix: the rollout's endpoint health alarms
 
 
-class RetrainTarget(BaseModel):
+class RetrainTarget(Model):
     """What an alarm retrains."""
 
     model_config = ConfigDict(frozen=True)
 
     model_group: str
     pipeline_name: str
-    matched_by: Literal["prefix", "name"]
+    matched_by: Literal["stack", "name", "operational"]
     operational: bool = False
 
 
@@ -41,20 +45,24 @@ def resolve_alarm(alarm_name: str, tags: Mapping[str, str], settings: Settings) 
     Args:
         alarm_name: the alarm's name.
         tags: the alarm's tags (empty if it has none or they cannot be read).
-        settings: the stack's settings (alarm prefix, extra alarm names, group, pipeline).
+        settings: the stack's settings (its drift alarms, extra alarm names, group, pipeline).
 
     Raises:
-        UnknownAlarmError: the alarm is neither named like this stack's alarms nor listed, or its
-            `closedloop:model-group` tag names another group.
+        UnknownAlarmError: the alarm is neither one of the stack's drift alarms nor listed in
+            ExtraAlarmNames, or its `closedloop:model-group` tag names another group.
     """
-    if alarm_name in settings.extra_alarm_names:
-        matched_by: Literal["prefix", "name"] = "name"
-    elif alarm_name.startswith(settings.alarm_prefix):
-        matched_by = "prefix"
+    matched_by: Literal["stack", "name", "operational"]
+    if alarm_name.startswith(settings.alarm_prefix + OPERATIONAL_ALARMS):
+        matched_by = "operational"
+    elif alarm_name in settings.retraining_alarm_names:
+        matched_by = "stack"
+    elif alarm_name in settings.extra_alarm_names:
+        matched_by = "name"
     else:
         raise UnknownAlarmError(
-            f"alarm {alarm_name!r} is not one of this stack's: its name does not start with "
-            f"{settings.alarm_prefix!r} and it is not listed in ExtraAlarmNames",
+            f"alarm {alarm_name!r} is not a retraining alarm of this stack: it is none of the stack's "
+            f"drift alarms ({', '.join(settings.retraining_alarm_names) or 'none configured'}) "
+            "and not listed in ExtraAlarmNames",
             alarm=alarm_name,
         )
     tagged = tags.get(MODEL_GROUP_TAG)
@@ -65,14 +73,11 @@ def resolve_alarm(alarm_name: str, tags: Mapping[str, str], settings: Settings) 
             alarm=alarm_name,
             tagged_group=tagged,
         )
-    operational = matched_by == "prefix" and alarm_name.removeprefix(settings.alarm_prefix).startswith(
-        OPERATIONAL_ALARMS
-    )
     return RetrainTarget(
         model_group=settings.model_package_group,
         pipeline_name=settings.pipeline_name,
         matched_by=matched_by,
-        operational=operational,
+        operational=matched_by == "operational",
     )
 
 

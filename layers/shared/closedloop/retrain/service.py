@@ -1,14 +1,17 @@
 """Route 6's decision: start a retraining for an alarm that entered ALARM — or record why not.
 
 Guards, in order (each suppression is a ledger entry and a `RetrainingsSuppressed` metric):
-1. the alarm maps to this stack's model group (`mapping`; otherwise an error → DLQ), and is not
-   an endpoint health alarm;
-2. the alarm moved INTO `ALARM` (an ALARM → ALARM update starts nothing);
-3. the model group's cooldown has run out (set whenever an alarm starts a retraining);
-4. there is prepared data to train on (`ledger_keys.latest_prepared`, written by route 2);
-5. the single-flight `RetrainLock` of the group is free (its lease is the pipeline's maximum run
+1. the alarm is one the template declares (the stack's drift alarms or ExtraAlarmNames —
+   `mapping`; otherwise an error → DLQ), and is not an endpoint health alarm;
+2. CloudWatch did not suppress the state's actions (a composite alarm's suppressor);
+3. the alarm moved INTO `ALARM` (an ALARM → ALARM update starts nothing);
+4. the state is fresh: not older than `MaxAlarmAgeSeconds`, not ahead of the clock by more than
+   the allowed skew (a replayed, redriven years later or forged event starts nothing);
+5. the model group's cooldown has run out (set whenever an alarm starts a retraining);
+6. there is prepared data to train on (`ledger_keys.latest_prepared`, written by route 2);
+7. the single-flight `RetrainLock` of the group is free (its lease is the pipeline's maximum run
    time, so a holder that died does not block retraining for good);
-6. no execution of the pipeline is running (whoever started it).
+8. no execution of the pipeline is running (whoever started it).
 
 The whole decision runs once per (alarm name, state timestamp): a redelivered event returns the
 first decision. The pipeline start carries a `ClientRequestToken` from the same key, and a retry
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from closedloop import ledger_keys
 from closedloop.aws import aws_errors, is_not_found
@@ -30,6 +33,7 @@ from closedloop.errors import AwsServiceError, ClosedloopError, LockHeldError, U
 from closedloop.events.cloudwatch import AlarmStateChangeEvent
 from closedloop.idempotency import Once
 from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.model import Model
 from closedloop.observability import logger, metrics
 from closedloop.retrain.mapping import RetrainTarget, resolve_alarm, trigger_reason
 from closedloop.retrain_lock import RetrainLock
@@ -48,9 +52,16 @@ RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 EXECUTIONS_PAGE_SIZE = 100
 EXECUTIONS_SCANNED = 1000
 PREPARED_FIELDS = ("prepared_manifest_uri", "data_uri", "prep_run_id", "code_version")
+# How far an alarm's state time may lie ahead of this function's clock (clocks of AWS hosts are
+# synchronised far tighter; more than this is a forged or mangled event).
+CLOCK_SKEW = timedelta(minutes=5)
+SUPPRESSED_REASON_CHARS = 200
 
 SuppressionCode = Literal[
     "operational-alarm",
+    "actions-suppressed",
+    "stale-event",
+    "future-event",
     "not-entering-alarm",
     "cooldown",
     "no-prepared-data",
@@ -59,7 +70,7 @@ SuppressionCode = Literal[
 ]
 
 
-class AlarmTrigger(BaseModel):
+class AlarmTrigger(Model):
     """What the decision needs from the alarm event (the idempotency key is name + state time)."""
 
     model_config = ConfigDict(frozen=True)
@@ -68,9 +79,12 @@ class AlarmTrigger(BaseModel):
     alarm_name: str
     alarm_arn: str | None
     state_timestamp: str
+    state_at: datetime
     state: str
     previous_state: str | None
     entered_alarm: bool
+    actions_suppressed_by: str | None = None
+    actions_suppressed_reason: str | None = None
     summary: dict[str, Any]
 
     @classmethod
@@ -81,9 +95,12 @@ class AlarmTrigger(BaseModel):
             alarm_name=detail.alarm_name,
             alarm_arn=event.alarm_arn,
             state_timestamp=detail.state.timestamp,
+            state_at=detail.state.at,
             state=detail.state.value,
             previous_state=detail.previous_state.value if detail.previous_state else None,
             entered_alarm=event.entered_alarm,
+            actions_suppressed_by=detail.state.actions_suppressed_by if detail.state.actions_suppressed else None,
+            actions_suppressed_reason=(detail.state.actions_suppressed_reason or "")[:SUPPRESSED_REASON_CHARS] or None,
             summary=event.trigger_summary(),
         )
 
@@ -97,7 +114,7 @@ class AlarmTrigger(BaseModel):
         return self.business_key
 
 
-class RetrainOutcome(BaseModel):
+class RetrainOutcome(Model):
     """The decision for one alarm event."""
 
     model_config = ConfigDict(frozen=True)
@@ -237,26 +254,18 @@ class AlarmRetraining:
         self, trigger: AlarmTrigger, target: RetrainTarget, now: datetime
     ) -> RetrainOutcome | dict[str, Any]:
         """The guards that need no lock: a suppression, or the prepared data to retrain on."""
-        if target.operational:
-            return self._suppress(
-                trigger,
-                target,
-                "operational-alarm",
-                "an endpoint health alarm: it rolls deployments back, retraining would not fix it",
-            )
-        if not trigger.entered_alarm:
-            return self._suppress(
-                trigger,
-                target,
-                "not-entering-alarm",
-                f"state went {trigger.previous_state or 'unknown'} -> {trigger.state}; "
-                "only a transition into ALARM starts a retraining",
-            )
+        refused = self._event_guards(trigger, target)
+        if refused is not None:
+            return refused
         cooldown = self._ledger.get_state(ledger_keys.cooldown(target.model_group)) or {}
         if cooldown.get("trigger") == trigger.business_key and cooldown.get("execution_arn"):
             # This very alarm state started the running execution; the attempt that did so died
             # before writing it down. Record the start now instead of calling it a suppression.
+            # (Before the age check: a late retry of a start that happened must not be called stale.)
             return self._record_own_start(trigger, target, cooldown)
+        stale = self._freshness(trigger, target, now)
+        if stale is not None:
+            return stale
         until = self._cooldown_until(target.model_group)
         if until is not None and until > now:
             return self._suppress(
@@ -275,6 +284,61 @@ class AlarmRetraining:
                 f"no prepared data for {target.model_group} yet: nothing to retrain on",
             )
         return prepared
+
+    def _event_guards(self, trigger: AlarmTrigger, target: RetrainTarget) -> RetrainOutcome | None:
+        """A suppression the event alone decides (what alarm, suppressed actions, which transition)."""
+        if target.operational:
+            return self._suppress(
+                trigger,
+                target,
+                "operational-alarm",
+                "an endpoint health alarm: it rolls deployments back, retraining would not fix it",
+            )
+        if trigger.actions_suppressed_by or trigger.actions_suppressed_reason:
+            by = trigger.actions_suppressed_by or "unknown"
+            return self._suppress(
+                trigger,
+                target,
+                "actions-suppressed",
+                f"CloudWatch suppressed the alarm's actions ({by}: "
+                f"{trigger.actions_suppressed_reason or 'no reason given'}); a suppressed alarm starts nothing",
+                actions_suppressed_by=by,
+            )
+        if not trigger.entered_alarm:
+            return self._suppress(
+                trigger,
+                target,
+                "not-entering-alarm",
+                f"state went {trigger.previous_state or 'unknown'} -> {trigger.state}; "
+                "only a transition into ALARM starts a retraining",
+            )
+        return None
+
+    def _freshness(self, trigger: AlarmTrigger, target: RetrainTarget, now: datetime) -> RetrainOutcome | None:
+        """A suppression for a state older than the limit or ahead of the clock; None when fresh."""
+        age = now - trigger.state_at
+        limit = self._settings.max_alarm_age_s
+        if age > timedelta(seconds=limit):
+            return self._suppress(
+                trigger,
+                target,
+                "stale-event",
+                f"the alarm state is {int(age.total_seconds())} s old; states older than {limit} s "
+                "(MaxAlarmAgeSeconds) start nothing",
+                age_s=int(age.total_seconds()),
+                max_age_s=limit,
+            )
+        if -age > CLOCK_SKEW:
+            return self._suppress(
+                trigger,
+                target,
+                "future-event",
+                f"the alarm state is {int(-age.total_seconds())} s ahead of this function's clock; "
+                f"more than {int(CLOCK_SKEW.total_seconds())} s is not clock skew, so it starts nothing",
+                ahead_s=int(-age.total_seconds()),
+                max_skew_s=int(CLOCK_SKEW.total_seconds()),
+            )
+        return None
 
     def _started(
         self,

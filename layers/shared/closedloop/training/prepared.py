@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from closedloop.aws import aws_errors, is_not_found
 from closedloop.errors import InvalidEventError, MissingEvidenceError
+from closedloop.model import Model
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -27,7 +28,7 @@ INPUT_SCHEMA = "closedloop.prep-input/1"
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 
 
-class RunArguments(BaseModel):
+class RunArguments(Model):
     """The run a job was started for, from its arguments."""
 
     model_config = ConfigDict(frozen=True)
@@ -36,7 +37,7 @@ class RunArguments(BaseModel):
     run_id: str
 
 
-class PreparedData(BaseModel):
+class PreparedData(Model):
     """What a preparation run produced (no data values: counts, locations, versions)."""
 
     model_config = ConfigDict(frozen=True)
@@ -51,6 +52,11 @@ class PreparedData(BaseModel):
     code_version: str
     pii_report_uri: str | None
     prepared_at: datetime | None
+    # what the run did about undeclared PII (the dataset policy's choice) and what it found
+    undeclared_pii_action: str = ""
+    undeclared_pii_files: int = 0
+    quarantined_rows: int = 0
+    redacted_values: int = 0
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -128,6 +134,7 @@ def read_prepared(s3: S3Client, args: RunArguments) -> PreparedData:
     if prepared.get("schema") != PREPARED_SCHEMA or prepared.get("run_id") != args.run_id:
         raise MissingEvidenceError("the prepared manifest is not the one of this run", uri=manifest_uri)
     output = prepared.get("output") or {}
+    pii = prepared.get("pii") or {}
     try:
         return PreparedData(
             run_id=args.run_id,
@@ -140,6 +147,10 @@ def read_prepared(s3: S3Client, args: RunArguments) -> PreparedData:
             code_version=str((prepared.get("code") or {}).get("sha256") or ""),
             pii_report_uri=prepared.get("pii_report_uri"),
             prepared_at=prepared.get("created_at"),
+            undeclared_pii_action=str(pii.get("undeclared_pii") or ""),
+            undeclared_pii_files=int(pii.get("undeclared_pii_files") or 0),
+            quarantined_rows=int(pii.get("quarantined_rows") or 0),
+            redacted_values=int(pii.get("redacted_values") or 0),
         )
     except (ValidationError, TypeError, ValueError):
         raise MissingEvidenceError("the prepared manifest is malformed", uri=manifest_uri) from None

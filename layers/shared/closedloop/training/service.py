@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import ConfigDict, computed_field
 
 from closedloop import ledger_keys
 from closedloop.aws import aws_errors, error_code, is_not_found
@@ -29,6 +29,7 @@ from closedloop.errors import ClosedloopError, InvalidEventError
 from closedloop.events.jobs import GlueJobStateChangeEvent, ProcessingJobStateChangeEvent
 from closedloop.idempotency import Once
 from closedloop.ledger import Decision, Ledger
+from closedloop.model import Model
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics
 from closedloop.settings import Settings
@@ -65,7 +66,17 @@ GLUE_STATES: dict[str, PrepState] = {
 PROCESSING_STATES: dict[str, PrepState] = {"Completed": "succeeded", "Failed": "failed", "Stopped": "stopped"}
 
 
-class PrepRunEnded(BaseModel):
+def undeclared_pii_details(prepared: PreparedData) -> dict[str, object]:
+    """What the run did about undeclared PII, for the ledger: the policy's choice and its counts."""
+    return {
+        "undeclared_pii_action": prepared.undeclared_pii_action,
+        "undeclared_pii_files": prepared.undeclared_pii_files,
+        "quarantined_rows": prepared.quarantined_rows,
+        "redacted_values": prepared.redacted_values,
+    }
+
+
+class PrepRunEnded(Model):
     """A preparation run's job reached a terminal state (engine-independent)."""
 
     model_config = ConfigDict(frozen=True)
@@ -97,7 +108,7 @@ class PrepRunEnded(BaseModel):
 TrainingResult = Literal["started", "refused", "prep-failed"]
 
 
-class TrainingOutcome(BaseModel):
+class TrainingOutcome(Model):
     """What route 2 did about one preparation run."""
 
     model_config = ConfigDict(frozen=True)
@@ -284,6 +295,7 @@ class TrainingStarter:
             "prepared_files": prepared.prepared_files,
             "quarantined_files": prepared.quarantined_files,
             "prepared_manifest": prepared.prepared_manifest_uri,
+            **undeclared_pii_details(prepared),
         }
         self._record(ended, "refused", reason, details)
         self._notifier.send(
@@ -339,6 +351,7 @@ class TrainingStarter:
             "data_uri": prepared.data_uri,
             "code_version": prepared.code_version,
             "latest_prepared_updated": updated,
+            **undeclared_pii_details(prepared),
         }
         self._record(ended, "started", "", details)
         metrics.add_metric(name="TrainingStarted", unit=MetricUnit.Count, value=1)
