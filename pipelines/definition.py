@@ -70,6 +70,10 @@ from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Stoppi
 from closedloop import lineage
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
+REPO = STEPS_DIR.parents[1]
+# The SDK hashes a step script's *path* with its content into the code's S3 key: the path is given
+# relative to the repository (generation runs there), so every checkout generates the same definition.
+STEPS_RELATIVE = STEPS_DIR.relative_to(REPO)
 SKLEARN_VERSION = "1.4-2"  # one image trains, evaluates and serves: the pickle never crosses versions
 OFFLINE_ACCOUNT = "111122223333"
 OFFLINE_REGION = "eu-west-1"
@@ -294,7 +298,7 @@ def processing_step(
     return ProcessingStep(
         name=name,
         step_args=processor.run(
-            code=str(STEPS_DIR / script),
+            code=str(STEPS_RELATIVE / script),
             inputs=[s3_input("model", model_data), s3_input("data", params.input_data)],
             outputs=[
                 ProcessingOutput(
@@ -505,12 +509,19 @@ def main(argv: list[str] | None = None) -> int:
         inference_instance_type=args.inference_instance_type,
     )
     quiet_sdk()
-    with offline_aws(config) if args.offline else contextlib.nullcontext():
-        definition = generate(config)
+    output = Path(args.output).resolve()
+    checked = args.check.resolve() if args.check is not None else None
+    previous = Path.cwd()
+    os.chdir(REPO)
+    try:
+        with offline_aws(config) if args.offline else contextlib.nullcontext():
+            definition = generate(config)
+    finally:
+        os.chdir(previous)
     text = json.dumps(definition, indent=1, sort_keys=True) + "\n"
-    if args.check is not None:
-        return check(args.check, text)
-    target = Path(args.output)
+    if checked is not None:
+        return check(checked, text)
+    target = output
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target} ({len(definition['Steps'])} steps, code {code_version()[:12]})", file=sys.stderr)
