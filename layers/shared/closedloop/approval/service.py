@@ -29,6 +29,7 @@ from closedloop.approval.evidence import Candidate, EvidenceReader, group_and_ve
 from closedloop.approval.policy import POLICY_VERSION, ApprovalPolicy, PolicyDecision, describe
 from closedloop.aws import aws_errors, is_not_found
 from closedloop.errors import ForeignEventError, InvalidEventError, MissingEvidenceError
+from closedloop.events.base import foreign_scope
 from closedloop.events.pipeline import PipelineExecutionStatusChangeEvent
 from closedloop.idempotency import Once
 from closedloop.ledger import Decision, Ledger
@@ -133,16 +134,10 @@ class ApprovalGate:
                 Lambda's retries; the rest end in the on-failure destination).
         """
         detail = event.detail
-        ours = (self._settings.account_id, self._settings.region)
-        if (detail.pipeline_account, detail.pipeline_region) != ours or (event.account, event.region) != ours:
+        foreign = foreign_scope(event, self._settings.account_id, self._settings.region, detail.pipeline_arn)
+        if foreign is not None:
             metrics.add_metric(name="ForeignEventsRefused", unit=MetricUnit.Count, value=1)
-            raise ForeignEventError(
-                f"not ours: the execution's pipeline is in account {detail.pipeline_account}, region "
-                f"{detail.pipeline_region} (event from account {event.account}, region {event.region}); "
-                f"this stack is account {ours[0]}, region {ours[1]}",
-                pipeline_arn=detail.pipeline_arn,
-                execution_arn=detail.execution_arn,
-            )
+            raise ForeignEventError(foreign, pipeline_arn=detail.pipeline_arn, execution_arn=detail.execution_arn)
         if detail.pipeline_name.lower() != self._settings.pipeline_name.lower():
             raise InvalidEventError("the execution is of another pipeline than this stack's")
         finished = ExecutionFinished(

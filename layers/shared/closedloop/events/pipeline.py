@@ -46,16 +46,6 @@ class PipelineExecutionStatusChangeDetail(Model):
     def pipeline_name(self) -> str:
         return self.pipeline_arn.rsplit("/", 1)[1]
 
-    @property
-    def pipeline_region(self) -> str:
-        """The region in the pipeline's ARN (`arn:<partition>:sagemaker:<region>:<account>:pipeline/<name>`)."""
-        return self.pipeline_arn.split(":")[3]
-
-    @property
-    def pipeline_account(self) -> str:
-        """The account that owns the pipeline, from its ARN."""
-        return self.pipeline_arn.split(":")[4]
-
 
 class PipelineExecutionStatusChangeEvent(EventBridgeModel):
     source: Annotated[Literal["aws.sagemaker"], BeforeValidator(single_source)]  # type: ignore[assignment]
