@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -136,13 +137,26 @@ class Ledger:
         Raises:
             AwsServiceError / ThrottledError: the table could not be written (make no side effect).
         """
-        at = (decision.at or self._clock()).astimezone(UTC)
-        item = self._item(decision.model_copy(update={"at": at}))
+        item = self._item(decision)
         item["sk"] = _s(_intent_sk(decision.route, decision.action))
         item["kind"] = _s("intent")
         del item["gsi1pk"], item["gsi1sk"]
         with aws_errors("dynamodb:PutItem(intent)"):
             self._client.put_item(TableName=self.table_name, Item=item)
+
+    @contextmanager
+    def intent(
+        self, decision: Decision, *, withdraw_on: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    ) -> Iterator[None]:
+        """`intend` the decision, make the side effect in the block; withdraw the intent if it raised
+        `withdraw_on` (the side effect was not made). A crash (no exception seen) leaves it to be settled.
+        """
+        self.intend(decision)
+        try:
+            yield
+        except withdraw_on:
+            self.withdraw_intent(decision.business_key, decision.route, decision.action)
+            raise
 
     def settle_intent(self, business_key: str, route: str, action: str) -> bool:
         """Record the pending intent of (business key, route, action) as a decision, and remove it.

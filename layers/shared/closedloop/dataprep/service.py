@@ -197,12 +197,8 @@ class DataPrepService:
                 "duplicates_dropped": len(candidate.objects) - len(fresh),
             },
         )
-        self._ledger.intend(started_decision)
-        try:
+        with self._ledger.intent(started_decision, withdraw_on=ClosedloopError):
             started = self._start_once(run=run)
-        except ClosedloopError:
-            self._ledger.withdraw_intent(started_decision.business_key, ROUTE, started_decision.action)
-            raise
         self._ledger.mark_consumed(run.identities, run.run_id)
         self._ledger.record(
             started_decision.model_copy(

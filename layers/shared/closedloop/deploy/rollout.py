@@ -19,8 +19,6 @@ An endpoint that is being created or updated raises `EndpointBusyError`: the eve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -337,7 +335,7 @@ class Rollout:
             details={**details, "action": "create_endpoint" if endpoint is None else "update_endpoint"},
         )
         if endpoint is None:
-            with self._intent(intent):
+            with self._ledger.intent(intent):
                 self._hosting.create_endpoint(build_create_endpoint_request(settings, config_name, tags=tags))
             action, status = "create_endpoint", "creating"
         else:
@@ -366,7 +364,7 @@ class Rollout:
                 )
             deployment_config = build_deployment_config(settings, alarms.guarding)
             details["traffic_routing"] = deployment_config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
-            with self._intent(intent.model_copy(update={"details": {**intent.details, **details}})):
+            with self._ledger.intent(intent.model_copy(update={"details": {**intent.details, **details}})):
                 self._hosting.update_endpoint(build_update_endpoint_request(settings, config_name, deployment_config))
             action, status = "update_endpoint", "updating"
         state = self._state.get()
@@ -518,16 +516,6 @@ class Rollout:
             result=result,  # type: ignore[arg-type]
             reason=reason,
         )
-
-    @contextmanager
-    def _intent(self, decision: Decision) -> Iterator[None]:
-        """Write the decision down before the endpoint changes; withdraw it if the change failed."""
-        self._ledger.intend(decision)
-        try:
-            yield
-        except Exception:
-            self._ledger.withdraw_intent(decision.business_key, decision.route, decision.action)
-            raise
 
     def _record(
         self,
