@@ -52,10 +52,11 @@ def side_effects(loop: Loop, endpoint_changes: Iterable[EndpointChange], prep_jo
         if job["ProcessingJobName"].startswith(prep_job_prefix)
     ]
     glue = loop.client("glue")
-    for job in glue.get_jobs()["Jobs"]:
+    for job in _pages(glue, "get_jobs", "Jobs"):
         if job["Name"].startswith(prep_job_prefix.rstrip("-")):
             found += [
-                SideEffect("preparation job", run["Id"]) for run in glue.get_job_runs(JobName=job["Name"])["JobRuns"]
+                SideEffect("preparation job", run["Id"])
+                for run in _pages(glue, "get_job_runs", "JobRuns", JobName=job["Name"])
             ]
     pipeline = loop.output("TrainingPipelineName")
     found += [
@@ -114,11 +115,4 @@ def without_decision(
 
 
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = getattr(client, operation)(**kwargs, **({"NextToken": token} if token else {}))
-        items += page.get(key, [])
-        token = page.get("NextToken")
-        if not token:
-            return items
+    return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page.get(key, [])]
