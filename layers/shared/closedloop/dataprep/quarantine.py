@@ -49,13 +49,11 @@ def quarantine_prefix(obj: RawObject) -> str:
 
 
 def build_empty_file_report(obj: RawObject, *, at: datetime) -> dict[str, Any]:
-    """The `.report.json` of a quarantined empty file, in the preparation script's report shape."""
-    return {
-        "source": {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "etag": obj.etag, "size": 0},
-        "reason": EMPTY_FILE,
-        "details": {"bytes": 0, "stage": "arrival"},
-        "quarantined_at": at.isoformat(),
-    }
+    """The `.report.json` of a quarantined empty file: the preparation script's report, one shape for all."""
+    from closedloop.prep.prepare import quarantine_report  # noqa: PLC0415 - off the cold start: only empty files need it
+
+    source = {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "etag": obj.etag, "size": 0}
+    return quarantine_report(source, EMPTY_FILE, {"bytes": 0, "stage": "arrival"}, at)
 
 
 class EmptyUploadQuarantine:

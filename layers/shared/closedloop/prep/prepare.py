@@ -567,6 +567,21 @@ def _pii_handling(policy: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def quarantine_report(
+    obj: Dict[str, Any], reason: str, details: Dict[str, Any], at: Optional[datetime] = None
+) -> Dict[str, Any]:
+    """The `.report.json` beside a quarantined file: which object version, why, counts and positions only.
+
+    One shape for every quarantine: rejected files, withheld rows, and empty uploads (route 1).
+    """
+    return {
+        "source": {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")},
+        "reason": reason,
+        "details": details,
+        "quarantined_at": (at or datetime.now(timezone.utc)).isoformat(),
+    }
+
+
 def _quarantine_rows(
     s3: Any, obj: Dict[str, Any], path: str, bucket: str, prefix: str, index: int, report: Dict[str, Any]
 ) -> str:
@@ -578,16 +593,15 @@ def _quarantine_rows(
         s3,
         bucket,
         target + ".report.json",
-        {
-            "source": {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")},
-            "reason": "undeclared PII found",
-            "details": {
+        quarantine_report(
+            obj,
+            "undeclared PII found",
+            {
                 "rows": report["undeclared_pii"]["quarantined_rows"],
                 "undeclared": report["undeclared"],
                 "undeclared_pii": report["undeclared_pii"]["action"],
             },
-            "quarantined_at": datetime.now(timezone.utc).isoformat(),
-        },
+        ),
     )
     return target
 
@@ -607,13 +621,7 @@ def _quarantine(
     if "VersionId" in request:
         source["VersionId"] = request["VersionId"]
     s3.copy(source, bucket, target)
-    report = {
-        "source": {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")},
-        "reason": rejected.reason,
-        "details": rejected.details,
-        "quarantined_at": datetime.now(timezone.utc).isoformat(),
-    }
-    _put_json(s3, bucket, target + ".report.json", report)
+    _put_json(s3, bucket, target + ".report.json", quarantine_report(obj, rejected.reason, rejected.details))
     return target
 
 
