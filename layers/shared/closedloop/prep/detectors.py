@@ -185,6 +185,11 @@ PERSON_LABEL = re.compile(
     r"nir|insee|steuer|idnr|codice|fiscale|nif|nie|nuss|dni|my ?number|passport|tax|phone|tel|mobile|"
     r"cell|fax|call|card|visa|mastercard|amex|handy|telefon|téléphone|teléfono|telefono|portable)\b"
 )
+# A phone keyword right before a number: what a bare run that also reads as a Unix time needs.
+PHONE_LABEL = re.compile(
+    r"(?i)\b(?:phone|ph|tel|telephone|mobile|mob|cell|landline|fax|whatsapp|contact|call|handy|telefon|"
+    r"téléphone|teléfono|telefono|portable)\b\.?(?:\s*(?:no|nr|num|number|n°)\b\.?)?(?:\s+(?:me\s+)?(?:at|on))?[\s:#\-]*$"
+)
 
 # Issuer (IIN) ranges of payment cards: (low, high) prefixes compared on the same number of digits,
 # and the lengths the brand issues. Maestro and the domestic schemes issue 12-19 digits.
@@ -550,7 +555,13 @@ class Detector:
             labelled = bool(THING_LABEL.search(before)) and not PERSON_LABEL.search(before)
             if labelled and international:
                 continue
-            if self._is_international(number, digits) if international else self._is_national(number, digits, labelled):
+            # ten bare digits from 1 are also a Unix time in seconds: a phone only after a phone keyword
+            phone_label = digits[0] == "1" and len(digits) == 10 and bool(PHONE_LABEL.search(before))
+            if (
+                self._is_international(number, digits)
+                if international
+                else self._is_national(number, digits, labelled, phone_label)
+            ):
                 findings.append(Finding("phone", match.start(), match.end()))
                 work = _blank(work, match.start(), match.end())
         return work
@@ -566,10 +577,11 @@ class Detector:
             return True
         return number.startswith("00") and self._is_national(number, digits)
 
-    def _is_national(self, number: str, digits: str, labelled: bool = False) -> bool:
+    def _is_national(self, number: str, digits: str, labelled: bool = False, phone_label: bool = False) -> bool:
         """A national number of a region: written with the region's trunk prefix where people do,
-        in a phone grouping when separated, and a mobile number of a region when a bare digit run.
-        After a label such as "order" or "part", only a valid number in a phone grouping counts."""
+        in a phone grouping when separated, and a mobile number of a region when a bare digit run
+        (in India a landline too, see `_bare_plausible`). After a label such as "order" or "part",
+        only a valid number in a phone grouping counts; `phone_label`: a phone keyword right before."""
         groups = [len(g) for g in re.split(r"[ \-./()]+", number) if g]
         separated = len(groups) > 1 or number.startswith("(")
         if (separated and not _phone_grouping(groups, number)) or (labelled and not separated and digits[0] != "0"):
@@ -580,14 +592,16 @@ class Detector:
         for region in self.regions:
             if region in TRUNK_WRITTEN and not trunk:
                 continue
-            if not separated and not _bare_plausible(region, digits, trunk):
+            if not separated and not _bare_plausible(region, digits, trunk, phone_label):
                 continue
             parsed = _parse(number, region)
             if parsed is None:
                 continue
             if not separated:
                 if phonenumbers.is_valid_number(parsed) and (
-                    trunk or phonenumbers.number_type(parsed) in BARE_TYPES or region in ("US", "CA")
+                    trunk
+                    or phonenumbers.number_type(parsed) in BARE_TYPES.get(region, MOBILE_TYPES)
+                    or region in ("US", "CA")
                 ):
                     return True
                 if region == "IT" and digits[0] == "3" and phonenumbers.is_possible_number(parsed):
@@ -602,19 +616,26 @@ class Detector:
 # the country code): a national number there without the 0 is not how people write a phone.
 NANP = re.compile(r"[2-9]\d{2}[2-9]\d{6}")
 TRUNK_WRITTEN = {"GB", "DE", "FR", "NL", "JP", "AT", "CH", "BE", "IE", "AU", "NZ", "SE", "NO", "DK", "FI"}
-BARE_TYPES = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+# The types of number a bare digit run (no trunk prefix, no separators) is taken for: a mobile, and
+# in India a landline as well (STD code and number, ten digits: libphonenumber's metadata for India
+# marks the trunk 0 optional when a number is written nationally).
+MOBILE_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
+BARE_TYPES: dict[str, frozenset[int]] = {"IN": MOBILE_TYPES | {phonenumbers.PhoneNumberType.FIXED_LINE}}
 
 
-def _bare_plausible(region: str, digits: str, trunk: bool) -> bool:
+def _bare_plausible(region: str, digits: str, trunk: bool, phone_label: bool = False) -> bool:
     """Can a bare digit run be a national number of `region` as people write it (no parse needed)?
 
     US/CA: only the plan's shape (checked before); Brazil: area code in parentheses, or +55; India:
-    ten bare digits are a mobile (6-9); Spain: nine digits from 6-9; Italy: 0 (fixed) or 3 (mobile).
+    ten bare digits from 2-9 (a mobile from 6-9, a landline's STD code and number), and from 1 (Delhi
+    11, the north's 12x-19x) only after a phone keyword: ten digits from 1 are also a Unix time in
+    seconds (2001-2033), which no digit of the number tells apart; Spain: nine digits from 6-9;
+    Italy: 0 (fixed) or 3 (mobile).
     """
     if region in ("US", "CA", "BR"):
         return False
     if region == "IN":
-        return trunk or (len(digits) == 10 and digits[0] in "6789")
+        return trunk or (len(digits) == 10 and (digits[0] in "23456789" or (digits[0] == "1" and phone_label)))
     if region == "ES":
         return len(digits) == 9 and digits[0] in "6789"
     if region == "IT":
