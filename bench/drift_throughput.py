@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ENDPOINT = "closedloop-endpoint"
+ENDPOINT = "closedloop-loans"
 
 
 def _rss_kb(field: str) -> int:
@@ -147,6 +147,7 @@ def run_service(directory: Path) -> dict[str, Any]:
         )
         trigger = DriftMonitorRun(
             action="measure-drift",
+            line="loans",
             schedule_arn=f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/bench",
             scheduled_time=datetime.now(UTC),
             execution_id="bench",
@@ -185,7 +186,7 @@ def _child(mode: str, directory: Path) -> dict[str, Any]:
 
 def measure(records: int = 100_000, runs: int = 5, per_file: int = 1000) -> dict[str, Any]:
     """Generate the traffic once, then time each mode `runs` times in fresh processes."""
-    with tempfile.TemporaryDirectory(prefix="closedloop-drift-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="closedloop-loans-drift-bench-") as tmp:
         directory = Path(tmp)
         files = generate(directory, records, per_file)
         size_mb = sum(p.stat().st_size for p in files) / 2**20

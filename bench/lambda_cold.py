@@ -219,7 +219,7 @@ def _pipeline_finished(url: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 ROLLOUT_ENV = {
     "APPROVAL_GATE_ROLE_ARN": "arn:aws:iam::123456789012:role/closedloop-test-ApprovalGateFunctionRole-1AB2C3D4",
-    "ROLLBACK_ALARM_NAMES": "closedloop-endpoint-5xx,closedloop-endpoint-latency",
+    "ROLLBACK_ALARM_NAMES": "closedloop-loans-endpoint-5xx,closedloop-loans-endpoint-latency",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from closedloop import aws
-from closedloop.approval.service import ApprovalGate
+from closedloop.approval.service import ApprovalGate, LineGates
 from closedloop.events.pipeline import parse_pipeline_execution_event
 from closedloop.idempotency import persistence_layer
 from closedloop.ledger import Ledger
@@ -16,13 +16,23 @@ from closedloop.observability import EVENTBRIDGE_CORRELATION, logger, metrics, t
 from closedloop.settings import load_settings
 
 settings = load_settings()
-gate = ApprovalGate(
+# The clients and stores are this function's, taken at cold start; each line's gate is built on
+# the line's first event and shares them.
+s3, sagemaker = aws.s3(), aws.sagemaker()
+ledger = Ledger(settings.ledger_table, aws.dynamodb())
+notifier = Notifier(settings.notification_topic_arn, aws.sns())
+idempotency_store = persistence_layer(settings.idempotency_table, aws.dynamodb())
+gate = LineGates(
     settings=settings,
-    s3=aws.s3(),
-    sagemaker=aws.sagemaker(),
-    ledger=Ledger(settings.ledger_table, aws.dynamodb()),
-    notifier=Notifier(settings.notification_topic_arn, aws.sns()),
-    idempotency_store=persistence_layer(settings.idempotency_table, aws.dynamodb()),
+    sagemaker=sagemaker,
+    build=lambda line_settings: ApprovalGate(
+        settings=line_settings,
+        s3=s3,
+        sagemaker=sagemaker,
+        ledger=ledger,
+        notifier=notifier,
+        idempotency_store=idempotency_store,
+    ),
 )
 
 

@@ -11,17 +11,24 @@ from closedloop import aws
 from closedloop.drift.monitor import DriftMonitor
 from closedloop.events.scheduler import SCHEDULER_CORRELATION, parse_drift_run
 from closedloop.ledger import Ledger
+from closedloop.line import PerLine
 from closedloop.observability import logger, metrics, tracer
 from closedloop.settings import load_settings
 
 settings = load_settings()
-monitor = DriftMonitor(
-    settings=settings,
-    s3=aws.s3(),
-    sagemaker=aws.sagemaker(),
-    cloudwatch=aws.cloudwatch(),
-    ledger=Ledger(settings.ledger_table, aws.dynamodb()),
-    settle=timedelta(seconds=settings.drift_capture_settle_s),
+ledger = Ledger(settings.ledger_table, aws.dynamodb())
+# the clients are this function's, taken at cold start; each line's monitor is built on its first run
+s3, sagemaker, cloudwatch = aws.s3(), aws.sagemaker(), aws.cloudwatch()
+monitors = PerLine(
+    settings,
+    lambda line_settings: DriftMonitor(
+        settings=line_settings,
+        s3=s3,
+        sagemaker=sagemaker,
+        cloudwatch=cloudwatch,
+        ledger=ledger,
+        settle=timedelta(seconds=settings.drift_capture_settle_s),
+    ),
 )
 
 
@@ -30,6 +37,9 @@ monitor = DriftMonitor(
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Measure drift of the traffic captured since the last run; publish it when there is enough."""
-    return monitor.run(
-        parse_drift_run(event), remaining_s=lambda: context.get_remaining_time_in_millis() / 1000
-    ).model_dump(mode="json")
+    run = parse_drift_run(event)
+    return (
+        monitors.deployed(run.line)
+        .run(run, remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
+        .model_dump(mode="json")
+    )

@@ -13,17 +13,20 @@ from closedloop.errors import InvalidEventError
 from closedloop.events.base import validation_problems
 from closedloop.events.endpoint import ENDPOINT_EVENT
 from closedloop.ledger import Ledger
+from closedloop.line import PerLine
 from closedloop.notify import Notifier
 from closedloop.observability import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
 from closedloop.settings import load_settings
 
 settings = load_settings()
 ledger = Ledger(settings.ledger_table, aws.dynamodb())
-recorder = DeploymentRecorder(
-    settings=settings,
-    sagemaker=aws.sagemaker(),
-    ledger=ledger,
-    notifier=Notifier(settings.notification_topic_arn, aws.sns()),
+notifier = Notifier(settings.notification_topic_arn, aws.sns())
+sagemaker = aws.sagemaker()  # this function's client, taken at cold start
+recorders = PerLine(
+    settings,
+    lambda line_settings: DeploymentRecorder(
+        settings=line_settings, sagemaker=sagemaker, ledger=ledger, notifier=notifier
+    ),
 )
 
 
@@ -37,4 +40,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:  # ends in the on-failure destination with the reason, no values
         problems = validation_problems(exc)
         raise InvalidEventError(f"malformed endpoint event: {problems}", problems=problems) from None
+    recorder = recorders[recorders.catalog.by_endpoint(parsed.detail.endpoint_name)]
     return recorder.record(parsed).model_dump(mode="json")

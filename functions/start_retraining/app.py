@@ -10,17 +10,25 @@ from closedloop import aws
 from closedloop.events.cloudwatch import parse_alarm_event
 from closedloop.idempotency import persistence_layer
 from closedloop.ledger import Ledger
+from closedloop.line import PerLine
 from closedloop.observability import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
 from closedloop.retrain.service import AlarmRetraining
 from closedloop.settings import load_settings
 
 settings = load_settings()
-retraining = AlarmRetraining(
-    settings=settings,
-    ledger=Ledger(settings.ledger_table, aws.dynamodb()),
-    sagemaker=aws.sagemaker(),
-    cloudwatch=aws.cloudwatch(),
-    idempotency_store=persistence_layer(settings.idempotency_table, aws.dynamodb()),
+ledger = Ledger(settings.ledger_table, aws.dynamodb())
+idempotency_store = persistence_layer(settings.idempotency_table, aws.dynamodb())
+# the clients are this function's, taken at cold start; each line's service is built on its first alarm
+sagemaker, cloudwatch = aws.sagemaker(), aws.cloudwatch()
+retrainings = PerLine(
+    settings,
+    lambda line_settings: AlarmRetraining(
+        settings=line_settings,
+        ledger=ledger,
+        sagemaker=sagemaker,
+        cloudwatch=cloudwatch,
+        idempotency_store=idempotency_store,
+    ),
 )
 
 
@@ -29,5 +37,7 @@ retraining = AlarmRetraining(
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Start a retraining for an alarm that entered ALARM, or record why it starts none."""
+    alarm = parse_alarm_event(event)
+    retraining = retrainings[retrainings.catalog.by_alarm(alarm.detail.alarm_name)]  # the alarm's line
     retraining.register_lambda_context(context)
-    return retraining.handle(parse_alarm_event(event)).model_dump(mode="json")
+    return retraining.handle(alarm).model_dump(mode="json")

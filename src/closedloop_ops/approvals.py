@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,9 @@ from closedloop import ledger_keys
 from closedloop import lineage as keys
 from closedloop_ops.cli_errors import CliError
 from closedloop_ops.stackref import StackRef
+
+if TYPE_CHECKING:
+    from closedloop.line import LineResources
 
 PENDING = "PendingManualApproval"
 APPROVED = "Approved"
@@ -52,22 +55,25 @@ def group_arn_prefix(stack: StackRef, group: str) -> str:
 
 
 def resolve_version(stack: StackRef, version: str | int, group: str | None = None) -> str:
-    """The ARN of a model version given as `3`, `<group>/3` or its ARN.
+    """The ARN of a model version given as `3`, `<line>/3`, `<group>/3` or its ARN.
+
+    A bare number is a version of `group`, else of the stack's only model line; a stack that serves
+    several lines needs the line named.
 
     Raises:
-        CliError: not a version number, or no such version in the group (with the newest one).
+        CliError: not a version number, no line named where several are served, or no such version
+            in the group (with the newest one).
     """
     text = str(version).strip()
-    group = group or stack.settings().model_package_group
     if text.startswith("arn:"):
         if ":model-package/" not in text:
             raise CliError(f"{text} is not a model package version ARN (…:model-package/<group>/<version>)")
         arn = text
     else:
-        named_group, _, number = text.rpartition("/")
+        named, _, number = text.rpartition("/")
         if not number.isdigit() or int(number) < 1:
             raise CliError(f"model version {text!r}: expected a version number such as 3 (see `closedloop status`)")
-        arn = group_arn_prefix(stack, named_group or group) + str(int(number))
+        arn = group_arn_prefix(stack, _group_named(stack, named, group, number)) + str(int(number))
     sm = stack.client("sagemaker")
     try:
         sm.describe_model_package(ModelPackageName=arn)
@@ -78,6 +84,41 @@ def resolve_version(stack: StackRef, version: str | int, group: str | None = Non
             "see `closedloop status`)"
         ) from None
     return arn
+
+
+def _group_named(stack: StackRef, named: str, group: str | None, number: str) -> str:
+    """The model group a version's text names: a line of the stack (`loans`), a group, `group`, or the only line's.
+
+    Raises:
+        CliError: nothing is named and the stack serves several lines.
+    """
+    if named:
+        owned = next((line for line in stack.lines() if line.line == named), None)
+        return owned.model_package_group if owned else named
+    if group:
+        return group
+    lines = stack.lines()
+    if len(lines) == 1:
+        return lines[0].model_package_group
+    names = ", ".join(line.line for line in lines)
+    raise CliError(
+        f"model version {number}: stack {stack.name} serves the model lines {names}; "
+        f"name the line, e.g. {lines[0].line}/{number}"
+    )
+
+
+def version_line(stack: StackRef, arn: str) -> LineResources:
+    """The model line of the stack a version's ARN belongs to.
+
+    Raises:
+        CliError: its model group is not a line's of this stack.
+    """
+    group = arn.split(":model-package/", 1)[1].rsplit("/", 1)[0]
+    owned = stack.line_of_group(group)
+    if owned is None:
+        served = ", ".join(line.model_package_group for line in stack.lines())
+        raise CliError(f"{group} is not the model group of a line of stack {stack.name} (its groups: {served})")
+    return owned
 
 
 def newest_version_text(stack: StackRef, group: str) -> str:
@@ -115,6 +156,7 @@ class VersionEvidence(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     arn: str
+    line: str = ""
     group: str
     version: int
     status: str
@@ -156,8 +198,9 @@ def evidence(stack: StackRef, version: str | int) -> VersionEvidence:
     from closedloop.approval.policy import ApprovalPolicy
     from closedloop.ledger import Ledger
 
-    settings = stack.settings()
-    arn = resolve_version(stack, version, settings.model_package_group)
+    arn = resolve_version(stack, version)
+    owned = version_line(stack, arn)
+    settings = stack.line_settings(owned)  # the line's names and approval overrides
     ledger = Ledger(stack.output("LedgerTableName"), stack.client("dynamodb"))
     reader = EvidenceReader(
         s3=stack.client("s3"),
@@ -188,6 +231,7 @@ def evidence(stack: StackRef, version: str | int) -> VersionEvidence:
     metadata = candidate.metadata
     return VersionEvidence(
         arn=arn,
+        line=owned.line,
         group=candidate.group,
         version=candidate.version,
         status=candidate.approval_status,

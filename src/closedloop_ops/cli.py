@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from shlex import join as shlex_join
 from typing import Any
 
 from closedloop_ops.cli_errors import CliError
@@ -71,6 +72,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         for match in report.matches:
             lines.append(f"rule {match.rule} → {', '.join(match.targets)}")
             lines.extend(f"  handler {handler}" for handler in match.handlers)
+            lines.extend(f"  {route}" for route in match.routes)
             lines.extend(f"  assuming {assumption}" for assumption in match.assumptions)
         lines.extend(f"near miss: {miss}" for miss in report.near_misses)
         return "\n".join(lines)
@@ -219,7 +221,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from closedloop_ops.status import format_status, stack_status
 
-    report = stack_status(_stack(args))
+    report = stack_status(_stack(args), line=args.line)
     _print(args, report.model_dump(mode="json"), lambda: format_status(report))
     return 0
 
@@ -330,19 +332,168 @@ def cmd_pipeline_upsert(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- model lines -----------------------------------------------------------------------------------
+
+
+def _project(args: argparse.Namespace) -> Path:
+    return Path(args.project) if args.project else ROOT
+
+
+def cmd_line_validate(args: argparse.Namespace) -> int:
+    from closedloop_ops.lines import SAMCONFIG, check_line_file, config_envs
+
+    samconfig = _project(args) / SAMCONFIG
+    envs = config_envs(samconfig) if samconfig.is_file() else None
+    checks = [check_line_file(Path(name), envs)[0] for name in args.files]
+    if args.json:
+        print(json.dumps([check.as_dict() for check in checks], indent=2))
+    else:
+        for check in checks:
+            print(
+                f"OK {check.file}: {check.summary()}"
+                if check.ok
+                else f"INVALID {check.file}: " + "; ".join(check.problems)
+            )
+        for check in checks:
+            for note in check.warnings:
+                print(f"warning: {check.file}: {note}", file=sys.stderr)
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def _format_add(plan: Any, commands: list[str], args: argparse.Namespace) -> str:
+    would = "would " if args.dry_run else ""
+    verbs = {"add": ("add", "added"), "replace": ("replace", "replaced"), "unchanged": ("keep", "kept")}
+    verb = would + verbs[plan.file_action][0] if args.dry_run else verbs[plan.file_action][1]
+    same = " (the same file is there)" if plan.file_action == "unchanged" else ""
+    out = [f"line {plan.line}: {verb} {plan.destination}{same}"]
+    before = ",".join(plan.model_lines_before) + (" (the template's default)" if plan.lines_from_template else "")
+    where = f"{plan.samconfig} [{plan.config_env}.deploy.parameters] ModelLines"
+    if plan.samconfig_text is None:
+        out.append(f"{where}: {before}, with {plan.line} already")
+    else:
+        out.append(f"{where}: {would}set {','.join(plan.model_lines_after)} (was {before})")
+    out.extend(f"warning: {note}" for note in plan.warnings)
+    if args.deploy:
+        out.extend(f"{would}run: {command}" for command in commands)
+    else:
+        out.append("next: " + " && ".join(commands))
+    return "\n".join(out)
+
+
+def cmd_line_add(args: argparse.Namespace) -> int:
+    from closedloop_ops.lines import apply_add, plan_add, run_deploy
+
+    if args.json and args.deploy and not args.dry_run:
+        raise CliError("--json with --deploy would mix sam's output into the JSON: add with --json, then deploy")
+    project, source = _project(args), Path(args.file)
+    plan = plan_add(source, project, args.config_env, replace=args.replace)
+    if not args.dry_run:
+        apply_add(plan, source, project)
+    commands = [shlex_join(command) for command in plan.commands]
+    if args.json:
+        print(json.dumps({**plan.as_dict(), "dry_run": args.dry_run, "deploy": args.deploy}, indent=2))
+        return 0
+    print(_format_add(plan, commands, args), flush=True)
+    if args.deploy and not args.dry_run:
+        code, failed = run_deploy(plan.commands, project)
+        if failed is not None:
+            raise CliError(
+                f"`{shlex_join(failed)}` failed (exit status {code}): the line is added; rerun "
+                + " && ".join(commands),
+                code=code,
+            )
+    print(f"then: upload files under raw/{plan.line}/ of the stack's data bucket; watch `closedloop status`")
+    return 0
+
+
+def cmd_line_list(args: argparse.Namespace) -> int:
+    from closedloop_ops.lines import LINES_DIR, project_lines
+
+    listing = project_lines(_project(args))
+
+    def text() -> str:
+        out = [f"lines shipped in {LINES_DIR}:"]
+        for check in listing.shipped:
+            name = Path(check.file).stem
+            out.append(
+                f"  {name}: {check.summary()}" if check.ok else f"  {name}: INVALID: " + "; ".join(check.problems)
+            )
+        if not listing.shipped:
+            out.append("  none")
+        for env in listing.envs:
+            default = " (the template's default)" if env["from_template_default"] else ""
+            stack = f" (stack {env['stack_name']})" if env["stack_name"] else ""
+            out.append(f"config env {env['config_env']}{stack}: ModelLines {','.join(env['model_lines'])}{default}")
+            for owned in env["resources"]:
+                missing = (
+                    " — NO VALID FILE: the stack cannot serve it" if owned["line"] in env["without_valid_file"] else ""
+                )
+                out.append(f"  {owned['line']}{missing}")
+                rows = [
+                    ("model package group", owned["model_package_group"]),
+                    ("endpoint", owned["endpoint_name"]),
+                    ("drift alarms", ", ".join(owned["drift_alarms"])),
+                    ("endpoint alarms", ", ".join(owned["endpoint_alarms"])),
+                    ("drift schedule", owned["drift_schedule"]),
+                    ("raw files under", f"{owned['raw_prefix']} (of the stack's data bucket)"),
+                ]
+                out.extend(f"    {label:<20} {value}" for label, value in rows)
+        return "\n".join(out)
+
+    _print(args, listing.as_dict(), text)
+    return 0
+
+
+def cmd_line_template(args: argparse.Namespace) -> int:
+    from closedloop_ops import line_template
+    from closedloop_ops.lines import LINES_DIR, write_template
+
+    project = _project(args)
+    if args.check:
+        lines = sorted(path.stem for path in (project / LINES_DIR).glob("*.json"))
+        text = (project / "template.yaml").read_text(encoding="utf-8")
+        if line_template.render(text, lines) != text:
+            raise CliError("template.yaml's per-line blocks differ from the line files: run `closedloop line template`")
+        print("template.yaml's per-line blocks match the line files")
+        return 0
+    changed = write_template(project)
+    print("template.yaml: per-line blocks rewritten" if changed else "template.yaml: per-line blocks already current")
+    return 0
+
+
+def cmd_line_schema(args: argparse.Namespace) -> int:
+    from closedloop_ops.lines import schema_text
+
+    print(schema_text(), end="")
+    return 0
+
+
 # -- the local loop --------------------------------------------------------------------------------
 
 
-def local_loop_banner(endpoint_url: str, region: str, stack_name: str) -> str:
-    """How to reach the local loop from your own code (any credentials reach the same emulated account)."""
+def local_loop_banner(
+    endpoint_url: str, region: str, stack_name: str, account: str = "", lines: Sequence[Any] = ()
+) -> str:
+    """How to reach the local loop from your own code: the emulator's URL, region and account, the
+    credentials the loop itself uses (any credentials reach the same emulated account), and the
+    endpoint and model group of each model line (`closedloop.line.LineResources`)."""
+    from closedloop_ops.stackref import LOCAL_CREDENTIALS
+
+    key, secret = LOCAL_CREDENTIALS["aws_access_key_id"], LOCAL_CREDENTIALS["aws_secret_access_key"]
+    served = "; ".join(
+        f"{line.line}: endpoint {line.endpoint_name}, model group {line.model_package_group}" for line in lines
+    )
     return "\n".join(
         [
-            f"local loop up at {endpoint_url} (stack {stack_name}, region {region}); Ctrl-C stops it",
+            f"local loop up at {endpoint_url} (stack {stack_name}, region {region}"
+            + (f", account {account}" if account else "")
+            + "); Ctrl-C stops it",
+            *([f"model lines: {served}"] if served else []),
             "from your own code or the AWS CLI:",
             f"  export AWS_ENDPOINT_URL={endpoint_url} AWS_REGION={region} "
-            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+            f"AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}",
             f'  boto3.client("s3", endpoint_url="{endpoint_url}", region_name="{region}", '
-            'aws_access_key_id="local", aws_secret_access_key="local")',
+            f'aws_access_key_id="{key}", aws_secret_access_key="{secret}")',
             "the commands: closedloop status --local (and every other command with --local)",
         ]
     )
@@ -359,6 +510,8 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
     mode = _approval_mode(args)
     parameters = approval_parameters(mode["approval_mode"], mode["approvers"])
+    if args.lines is not None:
+        parameters["ModelLines"] = _model_lines(args.lines)
     with LocalLoop.start(stack_name=args.stack_name, parameters=parameters) as loop:
         write_local_state(
             state,
@@ -367,7 +520,17 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             endpoint_url=loop.stack.endpoint_url,
             outputs=loop.stack.outputs,
         )
-        print(local_loop_banner(loop.stack.endpoint_url, loop.stack.region, loop.stack.stack_name), flush=True)
+        from closedloop_ops.local.loop import LOCAL_ACCOUNT
+        from closedloop_ops.stackref import model_lines
+
+        banner = local_loop_banner(
+            loop.stack.endpoint_url,
+            loop.stack.region,
+            loop.stack.stack_name,
+            account=LOCAL_ACCOUNT,
+            lines=model_lines(loop.output),
+        )
+        print(banner, flush=True)
         try:
             while True:
                 loop.settle()
@@ -377,6 +540,29 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         finally:
             state.unlink(missing_ok=True)
     return 0
+
+
+def _model_lines(value: str) -> str:
+    """`--lines loans,churn` as the `ModelLines` parameter, each name checked against the shipped line files.
+
+    Raises:
+        CliError: an empty list, a name that is not a line's, or no file for it.
+    """
+    from closedloop.line import LINE_NAME, known_lines
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise CliError("--lines is empty: name the model lines to serve, e.g. --lines loans,churn")
+    shipped = known_lines()
+    for name in names:
+        if not LINE_NAME.match(name) or name not in shipped:
+            raise CliError(
+                f"--lines: no model line {name!r} ships with closedloop (lines: {', '.join(shipped)}; "
+                "a line is a file layers/shared/closedloop/lines/<line>.json)"
+            )
+    if len(set(names)) != len(names):
+        raise CliError("--lines names a model line twice")
+    return ",".join(names)
 
 
 # -- demo ------------------------------------------------------------------------------------------
@@ -423,7 +609,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if args.approval_mode == "manual":  # the story ends where a person takes over
         return 0 if report.get("pending_versions") and report["events_in_dlq"] == 0 else 1
-    ok = len(report["model_versions_deployed"]) >= 2 and report["retrainings"] == 1 and report["events_in_dlq"] == 0
+    # the drifted line was retrained and redeployed, once; no other line was retrained
+    drifted = report.get("model_lines", {}).get(report.get("drifted_line"), {})
+    ok = (
+        len(drifted.get("model_versions_deployed", [])) >= 2
+        and drifted.get("retrainings") == report["retrainings"] == 1
+        and report["events_in_dlq"] == 0
+    )
     return 0 if ok else 1
 
 
@@ -578,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dlq,
         _add_audit,
         _add_pipeline,
+        _add_line,
         _add_route,
         _add_local,
         _add_ui,
@@ -590,13 +783,14 @@ def _add_status(commands: Any) -> None:
     status = _command(
         commands,
         "status",
-        "per model group: live version, rollout, last retraining, lock, cooldown, pending approvals, DLQs",
-        "Where the loop stands, per model group: the live version and its endpoint, a rollout in progress, the "
-        "last training run and what triggered it, the retraining lock and cooldown, the versions waiting for an "
-        "approver, and how many events sit in each dead-letter queue.",
-        "examples:\n  closedloop status --local\n"
-        "  closedloop status --stack closedloop-prod --json | jq '.groups[0].live'",
+        "per model line: live version, rollout, last retraining, lock, cooldown, drift alarms, pending approvals, DLQs",
+        "Where the loop stands, per model line: the live version and its endpoint, a rollout in progress, the "
+        "last training run and what triggered it, the retraining lock and cooldown, the state of its drift alarms, "
+        "the versions waiting for an approver; and how many events sit in each dead-letter queue.",
+        "examples:\n  closedloop status --local\n  closedloop status --local --line churn\n"
+        "  closedloop status --stack closedloop-prod --json | jq '.groups[] | {line, live}'",
     )
+    status.add_argument("--line", metavar="NAME", help="only this model line (default: every line of the stack)")
     _stack_options(status)
     status.set_defaults(func=cmd_status)
 
@@ -626,10 +820,13 @@ def _add_flips(commands: Any) -> None:
             "own AWS identity. The evidence is printed first (evaluation metrics, bias figures, PII report, the "
             "approval gate's recorded decision) and you are asked to confirm. The registry's ApprovalDescription "
             f"records who and why. {effect}",
-            f'examples:\n  closedloop {action} 7 --reason "reviewed the bias report with legal, CR-118"\n'
-            f'  closedloop {action} 7 --reason "…" --yes --profile compliance-officer',
+            f'examples:\n  closedloop {action} loans/7 --reason "reviewed the bias report with legal, CR-118"\n'
+            f'  closedloop {action} loans/7 --reason "…" --yes --profile compliance-officer',
         )
-        flip.add_argument("version", help="the version number in the stack's model group (or its ARN)")
+        flip.add_argument(
+            "version",
+            help="<line>/<version> (e.g. loans/7), the version's ARN, or a bare number when the stack serves one line",
+        )
         flip.add_argument("--reason", help="why (mandatory; recorded in the registry)")
         flip.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         _stack_options(flip)
@@ -645,9 +842,9 @@ def _add_lineage(commands: Any) -> None:
         "The chain inference → endpoint config → model version → approval decision (who or which policy, when, "
         "why) → pipeline execution and its trigger (upload or alarm) → prepared-data manifest → raw object "
         "versions → code version. Without a starting point: what the stack's endpoint serves now.",
-        "examples:\n  closedloop lineage --inference-id demo-post-retraining-043734b7eabc --local\n"
+        "examples:\n  closedloop lineage --inference-id demo-loans-post-retraining-043734b7eabc --local\n"
         "  closedloop lineage --model-version 7 --format json\n"
-        "  closedloop lineage --endpoint closedloop-endpoint --format dot | dot -Tsvg > lineage.svg",
+        "  closedloop lineage --endpoint closedloop-loans --format dot | dot -Tsvg > lineage.svg",
     )
     start = lineage.add_mutually_exclusive_group()
     start.add_argument(
@@ -724,6 +921,102 @@ def _add_pipeline(commands: Any) -> None:
     pipeline.set_defaults(func=cmd_pipeline_upsert)
 
 
+def _add_line(commands: Any) -> None:
+    line = _command(
+        commands,
+        "line",
+        "model lines: validate a line file, add it to the stack, list the lines, print the JSON Schema",
+        "A model line is one JSON file, layers/shared/closedloop/lines/<line>.json: the dataset policy of the "
+        "files under raw/<line>/ and the line's approval and retraining overrides (docs/onboarding.md). The stack "
+        "serves the lines its ModelLines parameter names. These commands work on this checkout and "
+        "samconfig.toml; they call no AWS API (except `add --deploy`, which runs the SAM CLI).",
+        "examples:\n  closedloop line validate my-line.json\n  closedloop line add my-line.json --config-env dev\n"
+        "  closedloop line list\n  closedloop line schema > schemas/model-line.schema.json",
+    )
+    actions = line.add_subparsers(dest="line_command", required=True, metavar="ACTION")
+
+    def project_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--project", metavar="DIR", help="the closedloop checkout (default: the one this closedloop runs from)"
+        )
+
+    validate = _command(
+        actions,
+        "validate",
+        "check line files as the stack reads them",
+        "Validate each file with the full rules of a model line (fields, types and the rules across fields), "
+        "check that it is named <line>.json, and warn about what would not work as the file may intend (no "
+        "label, nothing to learn from, alarms in retraining.alarms that the stack's ExtraAlarmNames lacks). "
+        "One line per file on stdout: OK with a summary, or INVALID with every problem by field path; "
+        "warnings on stderr. Exit status 1 when any file is invalid.",
+        "examples:\n  closedloop line validate my-line.json\n"
+        "  closedloop line validate layers/shared/closedloop/lines/*.json --json",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="line files (JSON)")
+    validate.add_argument("--json", action="store_true", help="print JSON instead of text (for scripts)")
+    project_option(validate)
+    validate.set_defaults(func=cmd_line_validate)
+
+    add = _command(
+        actions,
+        "add",
+        "add a line file to the project and to ModelLines in samconfig.toml",
+        "Validate FILE, copy it to layers/shared/closedloop/lines/<line>.json (a different file of that line is "
+        "only overwritten with --replace) and add the line to the ModelLines parameter override of the config "
+        "env in samconfig.toml (nothing else in that file changes). Then deploy with `sam build && sam deploy "
+        "--config-env ENV`, which --deploy runs for you.",
+        "examples:\n  closedloop line add my-line.json --config-env dev\n"
+        "  closedloop line add my-line.json --config-env dev --deploy --dry-run   # what it would do",
+    )
+    add.add_argument("file", metavar="FILE", help="the line file (JSON)")
+    add.add_argument(
+        "--config-env", default="dev", metavar="ENV", help="samconfig.toml's config env (default: dev, as make deploy)"
+    )
+    add.add_argument("--replace", action="store_true", help="overwrite a different file of the same line")
+    add.add_argument("--deploy", action="store_true", help="then run `sam build` and `sam deploy --config-env ENV`")
+    add.add_argument("--dry-run", action="store_true", help="change nothing, run nothing: print what it would do")
+    add.add_argument("--json", action="store_true", help="print JSON instead of text (for scripts)")
+    project_option(add)
+    add.set_defaults(func=cmd_line_add)
+
+    listing = _command(
+        actions,
+        "list",
+        "the lines shipped, and per config env the lines it deploys with their AWS names",
+        "The line files in layers/shared/closedloop/lines (checked), and for every config env of samconfig.toml "
+        "that deploys: the lines in its ModelLines (or the template's default) with the names of what each owns "
+        "(model package group, endpoint, alarms, drift schedule, raw prefix).",
+        "examples:\n  closedloop line list\n  closedloop line list --json | jq '.config_envs[].model_lines'",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text (for scripts)")
+    project_option(listing)
+    listing.set_defaults(func=cmd_line_list)
+
+    template = _command(
+        actions,
+        "template",
+        "write template.yaml's per-line resource blocks from the line files",
+        "Rewrite the generated blocks of template.yaml (each line's model group, alarms and drift schedule, under "
+        "the condition that ModelLines lists the line) from the line files in layers/shared/closedloop/lines. "
+        "`add` does this for the line it adds. --check changes nothing and fails when they differ.",
+        "examples:\n  closedloop line template\n  closedloop line template --check",
+    )
+    template.add_argument("--check", action="store_true", help="change nothing; exit 1 when the blocks differ")
+    project_option(template)
+    template.set_defaults(func=cmd_line_template)
+
+    schema = _command(
+        actions,
+        "schema",
+        "print the JSON Schema of a line file",
+        "Print the JSON Schema (draft 2020-12) of a line file, for editors and other tools; the checked-in copy is "
+        "schemas/model-line.schema.json. The rules across fields are not expressible in it: `closedloop line "
+        "validate` applies them.",
+        "examples:\n  closedloop line schema > schemas/model-line.schema.json",
+    )
+    schema.set_defaults(func=cmd_line_schema)
+
+
 def _add_route(commands: Any) -> None:
     route = _command(
         commands,
@@ -747,7 +1040,9 @@ def _add_local(commands: Any) -> None:
         "demo",
         "run the whole closed loop locally (no AWS account) and write a report",
         "Upload → preparation → training → approval → rollout → drift → retraining → redeployment, on the local "
-        "loop (moto on loopback, provisioned from template.yaml, with the real handlers).",
+        "loop (moto on loopback, provisioned from template.yaml, with the real handlers), for two model lines side "
+        "by side: loans and churn, each with its own model group and endpoint; only the loans traffic drifts, so "
+        "only loans is retrained.",
         "examples:\n  closedloop demo\n"
         "  closedloop demo --keep    # then, in another terminal: closedloop status --local\n"
         "  closedloop demo --chaos 7 # the same loop on a bad day: duplicates, reordering, throttling, crashes",
@@ -766,9 +1061,15 @@ def _add_local(commands: Any) -> None:
         "run the local loop (moto on loopback, provisioned from template.yaml)",
         "`up` starts the local loop and keeps delivering events until Ctrl-C; the other commands reach it with "
         "--local.",
-        "examples:\n  closedloop local up\n  closedloop status --local    # in another terminal",
+        "examples:\n  closedloop local up\n  closedloop local up --lines loans,churn\n"
+        "  closedloop status --local    # in another terminal",
     )
     local.add_argument("action", choices=["up"], help="up: start it")
+    local.add_argument(
+        "--lines",
+        metavar="LINE,...",
+        help="the model lines to serve, the template's ModelLines (default: the template's, loans)",
+    )
     local.add_argument("--stack-name", default="closedloop-local", help="default: closedloop-local")
     local.add_argument("--interval", type=float, default=0.5, help="seconds between delivery passes (default: 0.5)")
     local.add_argument("--state-file", help=argparse.SUPPRESS)

@@ -19,7 +19,7 @@ from closedloop_ops.operations import audit, decisions_for
 from closedloop_ops.stackref import StackRef
 from closedloop_ops.text import shorten
 
-LABEL_WIDTH = 100  # characters of a label line: a trigger reason may be 1,000
+LABEL_WIDTH = 140  # characters of a label line: a trigger reason may be 1,000; an alarm name alone 60
 
 
 def _s3_json(stack: StackRef, uri: str) -> dict[str, Any] | None:
@@ -75,15 +75,27 @@ def find_inference(stack: StackRef, inference_id: str, capture_bucket: str, pref
     )
 
 
-def _serving_at(stack: StackRef, at: datetime) -> dict[str, Any]:
-    """The version the endpoint served at `at`: the last `live` outcome recorded before it."""
+def _serving_at(stack: StackRef, endpoint: str, at: datetime) -> dict[str, Any]:
+    """The version `endpoint` served at `at`: the last `live` outcome recorded before it for a
+    version of the endpoint's model line.
+
+    Raises:
+        CliError: the endpoint is no line's of the stack, or nothing of its line was live then.
+    """
+    owned = stack.line_of_endpoint(endpoint)
+    if owned is None:
+        raise CliError(f"endpoint {endpoint} is not the endpoint of a model line of stack {stack.name}")
+    versions_of = f":model-package/{owned.model_package_group}/"
     decisions = [
         d
         for d in audit(stack, at - timedelta(days=90), at + timedelta(seconds=1))
-        if d.route == "deployment-outcome" and d.action == "record_outcome" and d.result == "live"
+        if d.route == "deployment-outcome"
+        and d.action == "record_outcome"
+        and d.result == "live"
+        and versions_of in d.business_key
     ]
     if not decisions:
-        raise CliError(f"no deployment was live at {at.isoformat()} according to the ledger")
+        raise CliError(f"no deployment was live on {endpoint} at {at.isoformat()} according to the ledger")
     last = decisions[-1]
     return {
         "model_package_arn": last.business_key,
@@ -106,7 +118,7 @@ def trace(
         inference = find_inference(stack, inference_id, env["CAPTURE_BUCKET"], env.get("CAPTURE_PREFIX", "capture/"))
         chain["inference"] = inference
         at = datetime.fromisoformat(str(inference["inference_time"]).replace("Z", "+00:00")).astimezone(UTC)
-        serving = _serving_at(stack, at)
+        serving = _serving_at(stack, inference["endpoint"], at)
         chain["endpoint_config"] = {
             "endpoint": inference["endpoint"],
             "name": serving["endpoint_config"],
@@ -114,13 +126,16 @@ def trace(
         }
         arn = serving["model_package_arn"]
     elif endpoint or (not model_version):
-        name = endpoint or env["ENDPOINT_NAME"]
+        endpoints = ", ".join(line.endpoint_name for line in stack.lines())
+        if not endpoint and len(stack.lines()) > 1:
+            raise CliError(f"stack {stack.name} has an endpoint per model line ({endpoints}): pass --endpoint NAME")
+        name = endpoint or stack.line().endpoint_name
         sm = stack.client("sagemaker")
         try:
             described = sm.describe_endpoint(EndpointName=name)
         except sm.exceptions.ClientError:
             raise CliError(
-                f"no endpoint {name!r} in stack {stack.name} (its endpoint is {env['ENDPOINT_NAME']}; "
+                f"no endpoint {name!r} in stack {stack.name} (its endpoints: {endpoints}; "
                 "`closedloop status` shows whether a version is deployed)"
             ) from None
         config = described["EndpointConfigName"]
@@ -135,20 +150,19 @@ def trace(
     else:
         from closedloop_ops.approvals import resolve_version
 
-        arn = resolve_version(stack, str(model_version), env["MODEL_PACKAGE_GROUP"])
-    _follow_version(stack, env, arn, chain, model_version)
+        arn = resolve_version(stack, str(model_version))
+    _follow_version(stack, arn, chain, model_version)
     return chain
 
 
-def _follow_version(
-    stack: StackRef, env: dict[str, str], arn: str, chain: dict[str, Any], model_version: str | None
-) -> None:
+def _follow_version(stack: StackRef, arn: str, chain: dict[str, Any], model_version: str | None) -> None:
     """Add the model version and everything behind it to `chain`."""
     sm = stack.client("sagemaker")
     try:
         package = sm.describe_model_package(ModelPackageName=arn)
     except sm.exceptions.ClientError:
-        raise CliError(f"no model version {model_version or arn!r} in group {env['MODEL_PACKAGE_GROUP']}") from None
+        group = arn.split(":model-package/", 1)[-1].rsplit("/", 1)[0]
+        raise CliError(f"no model version {model_version or arn!r} in group {group}") from None
     metadata = package.get("CustomerMetadataProperties", {})
     chain["model_version"] = {
         "arn": arn,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from closedloop import routes
 from closedloop_ops.local.intrinsics import Resolver
 from closedloop_ops.local.template import Template, load_template
 
@@ -30,6 +31,7 @@ class RouteMatch:
     targets: list[str]
     handlers: list[str]
     assumptions: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)  # from the route table
 
 
 @dataclass
@@ -157,6 +159,18 @@ def _handler(template: Template, function: str) -> str:
     return f"{function}: {where}/{handler.rsplit('.', 1)[0]}.py::{handler.rsplit('.', 1)[1]}"
 
 
+def _routes(handlers: list[str]) -> list[str]:
+    """The routes (closedloop.routes) the handlers serve, as `route N name → service`."""
+    named = []
+    for handler in handlers:
+        try:
+            route = routes.by_function(handler.split(":", 1)[0])
+        except KeyError:
+            continue
+        named.append(f"route {route.number} {route.name} → {route.service}")
+    return named
+
+
 def route_event(
     event: dict[str, Any],
     template: Template,
@@ -187,7 +201,15 @@ def route_event(
         pattern = _bind_placeholders(resolved, event, "", assumptions)
         if EventPattern.load(json.dumps(pattern)).matches_event(event):
             targets, handlers = _targets(template, spec, resolver)
-            matches.append(RouteMatch(rule=logical_id, targets=targets, handlers=handlers, assumptions=assumptions))
+            matches.append(
+                RouteMatch(
+                    rule=logical_id,
+                    targets=targets,
+                    handlers=handlers,
+                    assumptions=assumptions,
+                    routes=_routes(handlers),
+                )
+            )
         elif (
             pattern.get("source")
             and event.get("source") in pattern["source"]

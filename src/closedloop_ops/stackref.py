@@ -11,6 +11,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from closedloop_ops.cli_errors import CliError
 
 if TYPE_CHECKING:
+    from closedloop.line import LineResources
     from closedloop.settings import Settings
 
 STATE_FILE = Path("build/local/state.json")
@@ -95,6 +97,65 @@ class StackRef:
             return Settings.from_environ(self.settings_environment())
         except SettingsError as exc:
             raise CliError(f"stack {self.name}: {exc.message}") from None
+
+    def lines(self) -> list[LineResources]:
+        """The AWS names of every model line the stack serves, in `ModelLines` order (`model_lines`).
+
+        Raises:
+            CliError: the stack lacks the outputs that name them (deployed from an older template).
+        """
+        return model_lines(self.output)
+
+    def line(self, name: str | None = None) -> LineResources:
+        """One model line of the stack: the one named, else the stack's only line.
+
+        Raises:
+            CliError: no line of that name is deployed, or the stack serves several and none was named.
+        """
+        lines = self.lines()
+        served = ", ".join(line.line for line in lines)
+        if name is None:
+            if len(lines) == 1:
+                return lines[0]
+            raise CliError(f"stack {self.name} serves the model lines {served}: name one")
+        found = next((line for line in lines if line.line == name), None)
+        if found is None:
+            raise CliError(f"no model line {name!r} in stack {self.name} (it serves {served})")
+        return found
+
+    def line_of_group(self, group: str) -> LineResources | None:
+        """The line whose model package group this is, if the stack serves one."""
+        return next((line for line in self.lines() if line.model_package_group == group), None)
+
+    def line_of_endpoint(self, endpoint: str) -> LineResources | None:
+        """The line whose endpoint this is (SageMaker compares endpoint names without case)."""
+        return next((line for line in self.lines() if line.endpoint_name.lower() == endpoint.lower()), None)
+
+    def line_settings(self, line: LineResources) -> Settings:
+        """The stack's settings as the line's routes see them: its names and its file's overrides.
+
+        Raises:
+            CliError: the functions' environment is invalid, or the line's file is missing or invalid.
+        """
+        from closedloop.errors import ClosedloopError
+        from closedloop.line import bind_line, load_line
+
+        try:
+            return bind_line(self.settings(), load_line(line.line), line)
+        except ClosedloopError as exc:
+            raise CliError(f"model line {line.line}: {exc.message}") from None
+
+
+def model_lines(output: Callable[[str], Any]) -> list[LineResources]:
+    """The AWS names of every model line a stack serves, from its outputs `ResourcePrefix`,
+    `ModelLines` (comma-joined) and `RawPrefix`, named as the template names them
+    (`closedloop.line.LineResources`). `output` reads one output by name (`StackRef.output`,
+    `LocalLoop.output`)."""
+    from closedloop.line import LineResources
+
+    prefix, raw_prefix = str(output("ResourcePrefix")), str(output("RawPrefix"))
+    names = [name.strip() for name in str(output("ModelLines")).split(",") if name.strip()]
+    return [LineResources.of(prefix, raw_prefix, name) for name in names]
 
 
 def write_local_state(path: Path, *, name: str, region: str, endpoint_url: str, outputs: dict[str, Any]) -> None:

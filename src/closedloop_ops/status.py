@@ -1,15 +1,17 @@
-"""`closedloop status`: where the loop stands, per model group.
+"""`closedloop status`: where the loop stands, per model line.
 
-What is live and where, whether a rollout is running, when the model was last retrained and why,
-whether retraining is locked or cooling down, which versions wait for an approver, and how many
-events sit in the dead-letter queues. Everything is read from where the routes keep it: the ledger's
-state items (`closedloop.ledger_keys`), the Model Registry, the endpoint and the pipeline's executions.
+For each line the stack serves (its model group and endpoint, `StackRef.lines`): what is live and
+where, whether a rollout is running, when the model was last retrained and why, whether retraining
+is locked or cooling down, the state of its drift alarms and which versions wait for an approver;
+for the stack, how many events sit in the dead-letter queues. Everything is read from where the
+routes keep it: the ledger's state items (`closedloop.ledger_keys`), the Model Registry, the
+endpoint, CloudWatch and the pipeline's executions.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,18 +19,26 @@ from closedloop import ledger_keys
 from closedloop import lineage as keys
 from closedloop_ops.stackref import StackRef
 
+if TYPE_CHECKING:
+    from closedloop.line import LineResources
+
 PENDING_LISTED = 20
+# The training pipeline is shared by the lines: a line's last retraining is the newest of these
+# executions that trained its model group.
+EXECUTIONS_SCANNED = 50
 STATUS_WORDS = {"Approved": "approved", "PendingManualApproval": "pending", "Rejected": "rejected"}
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 
 
 class GroupStatus(BaseModel):
-    """One model group: what serves, what is moving, what waits."""
+    """One model line: its model group and endpoint, what serves, what is moving, what waits."""
 
     model_config = ConfigDict(frozen=True)
 
+    line: str
     model_group: str
     endpoint: str
+    approval_mode: str | None = Field(default=None, description="the line's, when its file overrides the stack's")
     endpoint_status: str | None = None
     live: dict[str, Any] | None = None
     rollout: dict[str, Any] | None = None
@@ -38,6 +48,7 @@ class GroupStatus(BaseModel):
     cooldown: dict[str, Any] | None = None
     pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
     versions: dict[str, int] = Field(default_factory=dict)
+    drift_alarms: dict[str, str | None] = Field(default_factory=dict, description="alarm name → state (None: missing)")
 
 
 class StackStatus(BaseModel):
@@ -67,17 +78,26 @@ def _iso(value: Any) -> str | None:
     return str(value.astimezone(UTC).isoformat(timespec="seconds")).replace("+00:00", "Z")
 
 
-def stack_status(stack: StackRef, now: datetime | None = None) -> StackStatus:
-    """The whole picture of a stack (one model group and its endpoint per stack today)."""
+def stack_status(stack: StackRef, now: datetime | None = None, line: str | None = None) -> StackStatus:
+    """The whole picture of a stack: every model line it serves (only `line`, when named), and its DLQs.
+
+    Raises:
+        CliError: `line` is not a line of the stack.
+    """
     from closedloop.ledger import Ledger
     from closedloop_ops.operations import dlq_depths
 
     settings = stack.settings()
     now = now or datetime.now(UTC)
     ledger = Ledger(stack.output("LedgerTableName"), stack.client("dynamodb"))
-    group = group_status(
-        stack, ledger, settings.model_package_group, settings.endpoint_name, settings.pipeline_name, now
-    )
+    lines = [stack.line(line)] if line is not None else stack.lines()
+    groups = []
+    for owned in lines:
+        group = group_status(stack, ledger, owned, settings.pipeline_name, now)
+        mode = stack.line_settings(owned).approval_mode.value
+        groups.append(
+            group.model_copy(update={"approval_mode": mode}) if mode != settings.approval_mode.value else group
+        )
     return StackStatus(
         stack=stack.name,
         region=stack.region,
@@ -85,17 +105,18 @@ def stack_status(stack: StackRef, now: datetime | None = None) -> StackStatus:
         approval_mode=settings.approval_mode.value,
         approvers=list(settings.approvers),
         at=now,
-        groups=[group],
+        groups=groups,
         dead_letter_queues=[
             {"queue": d.queue, "messages": d.messages, "in_flight": d.in_flight} for d in dlq_depths(stack)
         ],
     )
 
 
-def group_status(stack: StackRef, ledger: Any, group: str, endpoint: str, pipeline: str, now: datetime) -> GroupStatus:
-    """Status of one model group and the endpoint it deploys to."""
+def group_status(stack: StackRef, ledger: Any, owned: LineResources, pipeline: str, now: datetime) -> GroupStatus:
+    """Status of one model line: its model group, the endpoint it deploys to and its drift alarms."""
     from closedloop.retrain_lock import RetrainLock
 
+    group, endpoint = owned.model_package_group, owned.endpoint_name
     state = ledger.get_state(ledger_keys.endpoint_state(endpoint)) or {}
     described = _endpoint(stack, endpoint)
     live = None
@@ -137,6 +158,7 @@ def group_status(stack: StackRef, ledger: Any, group: str, endpoint: str, pipeli
             "execution_arn": cooldown.get("execution_arn"),
         }
     return GroupStatus(
+        line=owned.line,
         model_group=group,
         endpoint=endpoint,
         endpoint_status=(described or {}).get("EndpointStatus"),
@@ -159,7 +181,19 @@ def group_status(stack: StackRef, ledger: Any, group: str, endpoint: str, pipeli
         cooldown=cooling,
         pending_approvals=_pending(stack, ledger, group),
         versions=_counts(stack, group),
+        drift_alarms=_alarm_states(stack, owned.drift_alarms),
     )
+
+
+def _alarm_states(stack: StackRef, names: tuple[str, ...]) -> dict[str, str | None]:
+    """The state of each alarm (OK, ALARM, INSUFFICIENT_DATA; None: it does not exist)."""
+    cloudwatch = stack.client("cloudwatch")
+    try:
+        found = cloudwatch.describe_alarms(AlarmNames=list(names)).get("MetricAlarms", [])
+    except cloudwatch.exceptions.ClientError:
+        return {}
+    states = {alarm["AlarmName"]: alarm.get("StateValue") for alarm in found}
+    return {name: states.get(name) for name in names}
 
 
 def _endpoint(stack: StackRef, name: str) -> dict[str, Any] | None:
@@ -186,25 +220,29 @@ def _serving_version(stack: StackRef, described: dict[str, Any] | None) -> int |
 
 
 def _last_retraining(stack: StackRef, pipeline: str, group: str) -> dict[str, Any] | None:
-    """The newest execution of the training pipeline, with its trigger (upload or alarm) and why."""
+    """The newest execution of the training pipeline that trained `group`, with its trigger (upload
+    or alarm) and why; among the newest `EXECUTIONS_SCANNED` executions of the shared pipeline."""
     sm = stack.client("sagemaker")
     try:
         summaries = sm.list_pipeline_executions(
-            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=1
+            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=EXECUTIONS_SCANNED
         ).get("PipelineExecutionSummaries", [])
     except sm.exceptions.ClientError:
         return None
-    if not summaries:
-        return None
-    latest = summaries[0]
+    for latest in summaries:
+        arn = latest["PipelineExecutionArn"]
+        try:
+            listed = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn).get("PipelineParameters", [])
+        except sm.exceptions.ClientError:
+            continue
+        parameters = {p["Name"]: p["Value"] for p in listed}
+        if parameters.get(keys.PARAM_MODEL_GROUP) == group:
+            return _execution_view(latest, parameters, group)
+    return None
+
+
+def _execution_view(latest: dict[str, Any], parameters: dict[str, str], group: str) -> dict[str, Any]:
     arn = latest["PipelineExecutionArn"]
-    try:
-        parameters = {
-            p["Name"]: p["Value"]
-            for p in sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn).get("PipelineParameters", [])
-        }
-    except sm.exceptions.ClientError:
-        parameters = {}
     return {
         "execution_arn": arn,
         "status": latest.get("PipelineExecutionStatus"),
@@ -275,7 +313,9 @@ def format_status(status: StackStatus) -> str:
     ]
     for group in status.groups:
         counts = ", ".join(f"{n} {STATUS_WORDS.get(s, s)}" for s, n in sorted(group.versions.items())) or "no versions"
-        lines += ["", f"model group {group.model_group} ({counts})"]
+        lines += ["", f"model line {group.line}: model group {group.model_group} ({counts})"]
+        if group.approval_mode is not None:
+            lines.append(f"  {'approval mode':<15} {group.approval_mode} (the line's own)")
         lines += [f"  {label:<15} {text}" for label, text in _group_rows(group)]
     lines.append("")
     total = sum(q["messages"] + q["in_flight"] for q in status.dead_letter_queues)
@@ -323,6 +363,7 @@ def _group_rows(group: GroupStatus) -> list[tuple[str, str]]:
             else "none: an alarm may start a retraining",
         )
     )
+    rows.append(("drift alarms", _alarms_text(group)))
     if not group.pending_approvals:
         rows.append(("pending", "no version waits for an approver"))
         return rows
@@ -331,6 +372,17 @@ def _group_rows(group: GroupStatus) -> list[tuple[str, str]]:
         says = f", the policy recommends {pending['policy_says']}" if pending.get("policy_says") else ""
         rows.append(("", f"  version {pending['version']} registered {pending['registered']}{says}"))
     return rows
+
+
+def _alarms_text(group: GroupStatus) -> str:
+    """`features OK, predictions ALARM, bias OK (closedloop-loans-drift-*)`: each alarm's kind and state."""
+    if not group.drift_alarms:
+        return "unknown (CloudWatch did not answer)"
+    prefix = f"{group.endpoint}-drift-"
+    states = ", ".join(
+        f"{name.removeprefix(prefix)} {state or 'MISSING'}" for name, state in group.drift_alarms.items()
+    )
+    return f"{states} ({prefix}*)"
 
 
 def _registry_view(stack: StackRef, ledger: Any, arn: str | None) -> dict[str, Any]:

@@ -1,10 +1,19 @@
-"""A synthetic, seeded loan-approval dataset with PII, generated in code (no downloads).
+"""Synthetic, seeded datasets with PII for the model lines, generated in code (no downloads).
 
-Columns follow `closedloop/datasets/loans.json`: customer PII (names, addresses, e-mails, phone
-numbers, bank accounts as IBANs, Luhn-valid card numbers), loan features, a protected group
-attribute and the approval label. The label comes from a fixed logistic model of the features, so a
-trained model can learn it; group B is approved slightly less often at equal features, so the bias
-figures are not trivially zero. `drift` shifts the feature distributions for drift scenarios.
+`rows`: loan applications, the columns of `closedloop/lines/loans.json`: customer PII (names,
+addresses, e-mails, phone numbers, bank accounts as IBANs, Luhn-valid card numbers), loan features,
+a protected group attribute and the approval label. The label comes from a fixed logistic model of
+the features, so a trained model can learn it; group B is approved slightly less often at equal
+features, so the bias figures are not trivially zero. `drift` shifts the feature distributions for
+drift scenarios.
+
+`churn_rows`: telecom subscriptions, the columns of `closedloop/lines/churn.json` in that order:
+subscriber PII (names, e-mails, phone numbers, none shared with the loans), usage and contract
+features, the protected attribute `senior` and the label `renewed`, again from a fixed logistic
+model of the features. `senior` is drawn independently of everything else, so both groups renew
+at the same rate in expectation and a model trained on the features treats them alike.
+
+`DATASETS` names each line's generator, columns and PII columns.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import io
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 COLUMNS = [
@@ -210,9 +219,141 @@ def rows(n: int, seed: int = 7, drift: Drift = NO_DRIFT, start: int = 0) -> Iter
         yield {key: str(row[key]) for key in COLUMNS}
 
 
-def to_csv(records: list[dict[str, str]]) -> str:
+# -- churn ----------------------------------------------------------------------------------------
+
+CHURN_COLUMNS = [
+    "subscription_id",
+    "full_name",
+    "email",
+    "phone",
+    "tenure_months",
+    "monthly_charges",
+    "data_usage_gb",
+    "support_calls",
+    "contract",
+    "payment_method",
+    "senior",
+    "renewed",
+]
+CHURN_PII_COLUMNS = ("full_name", "email", "phone")
+CHURN_FEATURES = ["tenure_months", "monthly_charges", "data_usage_gb", "support_calls", "contract", "payment_method"]
+
+# Names of their own: a value seen in the output is the churn line's leak, not the loans line's.
+_CHURN_FIRST = [
+    "Aino",
+    "Bjorn",
+    "Carmen",
+    "Dmitri",
+    "Elif",
+    "Fatou",
+    "Gideon",
+    "Hiroshi",
+    "Ines",
+    "Jarrah",
+    "Kaveh",
+    "Leilani",
+    "Malik",
+    "Noor",
+    "Orla",
+    "Pavel",
+    "Rania",
+    "Soren",
+    "Thandiwe",
+    "Valentina",
+]
+_CHURN_LAST = [
+    "Achterberg",
+    "Bianchi",
+    "Chaudhry",
+    "Dlamini",
+    "Esposito",
+    "Farouk",
+    "Gallagher",
+    "Hernandez",
+    "Iwasaki",
+    "Jovanovic",
+    "Kuznetsov",
+    "Laine",
+    "Mbeki",
+    "Novak",
+    "Oyelaran",
+    "Pacheco",
+    "Rahman",
+    "Szabo",
+]
+CONTRACTS = ("monthly", "one-year", "two-year")
+_CONTRACT_WEIGHTS = (0.55, 0.25, 0.2)
+_CONTRACT_EFFECT = {"monthly": -0.9, "one-year": 0.5, "two-year": 1.3}
+_PAYMENTS = ("card", "direct_debit", "bank_transfer", "invoice")
+_PAYMENT_EFFECT = {"card": 0.0, "direct_debit": 0.45, "bank_transfer": 0.1, "invoice": -0.4}
+CHURN_SHARPNESS = 2.2
+CHURN_CENTRE = -0.2
+SENIOR_SHARE = 0.4
+
+
+def _renewal_logit(row: dict[str, object]) -> float:
+    """Renewal: long tenure, a longer contract and direct debit help; support calls and high charges hurt.
+
+    Never a function of `senior`.
+    """
+    return (
+        0.035 * min(float(row["tenure_months"]), 72.0)  # type: ignore[arg-type]
+        - 0.5 * float(row["support_calls"])  # type: ignore[arg-type]
+        - 0.03 * (float(row["monthly_charges"]) - 60.0)  # type: ignore[arg-type]
+        + 0.03 * min(float(row["data_usage_gb"]), 40.0)  # type: ignore[arg-type]
+        + _CONTRACT_EFFECT[str(row["contract"])]
+        + _PAYMENT_EFFECT[str(row["payment_method"])]
+    )
+
+
+def churn_rows(n: int, seed: int = 11, start: int = 0) -> Iterator[dict[str, str]]:
+    """`n` subscriptions with the columns of the churn line, the same for the same seed."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
+    for index in range(start, start + n):
+        first, last = rng.choice(_CHURN_FIRST), rng.choice(_CHURN_LAST)
+        row: dict[str, object] = {
+            "subscription_id": f"SUB-{index:07d}",
+            "full_name": f"{first} {last}",
+            "email": f"{first.lower()}_{last.lower()}{rng.randint(100, 999)}@example.net",
+            "phone": f"+44 7700 9{rng.randint(0, 99999):05d}",
+            "tenure_months": min(600, int(rng.expovariate(1 / 26))),
+            "monthly_charges": round(min(180.0, rng.lognormvariate(4.0, 0.35)), 2),
+            "data_usage_gb": round(rng.lognormvariate(2.4, 0.7), 2),
+            "support_calls": min(15, int(rng.expovariate(0.75))),
+            "contract": rng.choices(CONTRACTS, weights=_CONTRACT_WEIGHTS)[0],
+            "payment_method": rng.choice(_PAYMENTS),
+            "senior": "yes" if rng.random() < SENIOR_SHARE else "no",
+        }
+        probability = 1 / (1 + math.exp(-CHURN_SHARPNESS * (_renewal_logit(row) - CHURN_CENTRE)))
+        row["renewed"] = 1 if rng.random() < probability else 0
+        yield {key: str(row[key]) for key in CHURN_COLUMNS}
+
+
+# -- every line ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A line's synthetic data: its generator, its columns in file order, and which hold PII."""
+
+    line: str
+    columns: tuple[str, ...]
+    pii_columns: tuple[str, ...]
+    generate: Callable[..., Iterator[dict[str, str]]]
+    file_stem: str  # what one file holds: `applications-000.csv`
+
+
+DATASETS = {
+    "loans": Dataset("loans", tuple(COLUMNS), PII_COLUMNS, rows, "applications"),
+    "churn": Dataset("churn", tuple(CHURN_COLUMNS), CHURN_PII_COLUMNS, churn_rows, "subscriptions"),
+}
+
+
+def to_csv(records: list[dict[str, str]], columns: Sequence[str] | None = None) -> str:
+    """The records as CSV with a header: `columns` (default: the first record's keys, else the loans')."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    fieldnames = list(columns or (records[0] if records else COLUMNS))
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
     return buffer.getvalue()
@@ -222,6 +363,6 @@ def to_jsonl(records: list[dict[str, str]]) -> str:
     return "".join(json.dumps(record) + "\n" for record in records)
 
 
-def pii_values(records: list[dict[str, str]]) -> set[str]:
-    """Every seeded PII value, for asserting that none survives preparation."""
-    return {record[column] for record in records for column in PII_COLUMNS if record[column]}
+def pii_values(records: list[dict[str, str]], columns: Sequence[str] = PII_COLUMNS) -> set[str]:
+    """Every seeded PII value of `columns` (default: the loans'), for asserting that none survives preparation."""
+    return {record[column] for record in records for column in columns if record.get(column)}

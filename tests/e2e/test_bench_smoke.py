@@ -35,6 +35,7 @@ def test_every_benchmark_figure_runs() -> None:
         "first_invocation_ms",
         "burst_coalescing",
         "retrain_storm",
+        "lines_isolation",
         "drift_records_per_s",
         "pii_recall",
         "pii_false_positive_rate",

@@ -13,13 +13,14 @@ from support.events import ROUTES
 ROOT = Path(__file__).resolve().parents[2]
 # 11 and 23 lost audit entries before intents existed; 7 is the seed the suite always ran
 SEEDS = (7, 11, 23)
+# two model lines (loans, churn); only loans drifts
 CLEAN_SIDE_EFFECTS = {
-    "preparation_jobs": 1,
-    "pipeline_executions": 2,  # the upload's training and the drift alarm's retraining
-    "model_versions": 2,
-    "models": 2,
-    "endpoint_configs": 2,
-    "endpoints_created": 1,
+    "preparation_jobs": 2,  # one per line's upload
+    "pipeline_executions": 3,  # each upload's training and the loans drift alarm's retraining
+    "model_versions": 3,
+    "models": 3,
+    "endpoint_configs": 3,
+    "endpoints_created": 2,
     "endpoint_updates": 1,
 }
 
@@ -34,6 +35,16 @@ def chaos_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
     def inspect(demo: Demo) -> None:
         seen["errors"] = [i for i in demo.loop.dispatcher.invocations if i.error]
+        sm = demo.loop.client("sagemaker")
+        seen["approved_by"] = {
+            summary["ModelPackageArn"]: sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])[
+                "LastModifiedBy"
+            ]["IamIdentity"]["Arn"]
+            for owned in demo.lines
+            for summary in sm.list_model_packages(ModelPackageGroupName=owned.model_package_group)[
+                "ModelPackageSummaryList"
+            ]
+        }
 
     seen["report"] = run_demo(
         tmp_path_factory.mktemp("chaos"), say=lambda _: None, inspect=inspect, chaos_seed=request.param
@@ -44,9 +55,20 @@ def chaos_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def test_the_bad_day_ends_in_the_clean_runs_final_state(chaos_run: dict[str, Any]) -> None:
     report = chaos_run["report"]
     assert "failure" not in report, report.get("failure")
-    assert report["model_versions_deployed"] == [1, 2]
-    assert report["retrainings"] == 1
+    assert {line: facts["model_versions_deployed"] for line, facts in report["model_lines"].items()} == {
+        "loans": [1, 2],
+        "churn": [1],
+    }
+    assert sorted(report["model_versions_deployed"]) == [1, 1, 2]
+    assert report["retrainings"] == report["model_lines"]["loans"]["retrainings"] == 1
     assert report["lineage"]["model_version"]["version"] == 2
+
+
+def test_every_version_was_approved_by_the_gate_s_own_role(chaos_run: dict[str, Any]) -> None:
+    # each function acts under its own role, also when a line's services are built on its first event
+    approved_by = chaos_run["approved_by"]
+    assert len(approved_by) == 3
+    assert all(":assumed-role/closedloop-demo-ApprovalGateFunctionRole-" in who for who in approved_by.values())
 
 
 def test_chaos_really_happened(chaos_run: dict[str, Any]) -> None:

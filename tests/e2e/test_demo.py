@@ -1,4 +1,7 @@
-"""The whole closed loop on the local loop (`make demo`), asserted on its report and its traces."""
+"""The whole closed loop on the local loop (`make demo`), asserted on its report and its traces.
+
+Two model lines run side by side (loans and churn); only the loans traffic drifts.
+"""
 
 from __future__ import annotations
 
@@ -42,13 +45,13 @@ def _everything_written(demo: Demo) -> dict[str, str]:
     texts["metric dimensions"] = json.dumps(sorted({d["Value"] for m in metrics for d in m.get("Dimensions", [])}))
     sm = loop.client("sagemaker")
     tags: list[Any] = []
-    for summary in sm.list_model_packages(ModelPackageGroupName=loop.output("ModelPackageGroupName"))[
-        "ModelPackageSummaryList"
-    ]:
-        tags += sm.list_tags(ResourceArn=summary["ModelPackageArn"])["Tags"]
-        tags.append(
-            sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"]).get("CustomerMetadataProperties", {})
-        )
+    for owned in demo.lines:
+        for summary in sm.list_model_packages(ModelPackageGroupName=owned.model_package_group)[
+            "ModelPackageSummaryList"
+        ]:
+            tags += sm.list_tags(ResourceArn=summary["ModelPackageArn"])["Tags"]
+            metadata = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            tags.append(metadata.get("CustomerMetadataProperties", {}))
     for config in sm.list_endpoint_configs()["EndpointConfigs"]:
         tags += sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
     for model in sm.list_models()["Models"]:
@@ -72,6 +75,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     def inspect(demo: Demo) -> None:
         seen["texts"] = _everything_written(demo)
         seen["pii"] = demo.seeded_pii
+        seen["pii_by_line"] = demo.seeded_pii_by_line
+        seen["model_lines"] = [owned.line for owned in demo.lines]
 
     lines: list[str] = []
     report = run_demo(out, say=lines.append, inspect=inspect)
@@ -82,7 +87,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     report = demo_run["report"]
     assert "failure" not in report, report.get("failure")
-    assert report["model_versions_deployed"] == [1, 2]
+    assert demo_run["model_lines"] == ["loans", "churn"]
+    # Then each line was deployed to its own endpoint; only the drifted loans line was retrained
+    assert report["model_lines"] == {
+        "loans": {"model_versions_deployed": [1, 2], "retrainings": 1, "endpoint": "closedloop-loans"},
+        "churn": {"model_versions_deployed": [1], "retrainings": 0, "endpoint": "closedloop-churn"},
+    }
+    assert report["drifted_line"] == "loans"
+    # And the top-level figures are over every line
+    assert sorted(report["model_versions_deployed"]) == [1, 1, 2] and report["model_versions_deployed"][-1] == 2
     assert report["retrainings"] == 1
     assert report["events_in_dlq"] == 0
     assert report["handler_errors"] == []
@@ -90,19 +103,35 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     routes = {entry["route"] for entry in report["timeline"]}
     assert routes >= ROUTES
     assert all({"at", "route", "event", "action", "result"} <= set(entry) for entry in report["timeline"])
-    assert [d["outcome"] for d in report["deployments"]] == ["created", "updated"]
+    assert sorted((d["endpoint"], d["outcome"]) for d in report["deployments"]) == [
+        ("closedloop-churn", "created"),
+        ("closedloop-loans", "created"),
+        ("closedloop-loans", "updated"),
+    ]
     assert (report["side_effects_without_decision"], report["side_effects_unexplained"]) == (0, [])
+
+
+def test_only_the_drifted_line_alarmed(demo_run: dict[str, Any]) -> None:
+    # Given the timeline of both lines' drift monitor runs and alarm changes
+    timeline = demo_run["report"]["timeline"]
+    monitored = {(e.get("line"), e["result"].split(":")[0]) for e in timeline if e["event"] == "schedule"}
+    alarmed = [e["action"] for e in timeline if e["event"] == "alarm" and e["result"].endswith("→ ALARM")]
+    started = [e for e in timeline if e["route"] == "alarm" and e["result"] == "started"]
+    # Then both lines were measured, and only loans' alarms fired and started a retraining
+    assert monitored == {("loans", "published"), ("churn", "published")}
+    assert alarmed and all(name.startswith("closedloop-loans-drift-") for name in alarmed)
+    assert [e["line"] for e in started] == ["loans"]
 
 
 def test_one_prediction_is_traced_to_its_data_code_and_decision(demo_run: dict[str, Any]) -> None:
     chain = demo_run["report"]["lineage"]
-    assert chain["inference"]["inference_id"].startswith("demo-post-retraining-")
-    assert chain["endpoint_config"]["name"].startswith("closedloop-endpoint-v2")
+    assert chain["inference"]["inference_id"].startswith("demo-loans-post-retraining-")
+    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v2")
     assert chain["model_version"]["version"] == 2
     assert chain["approval_decision"]["policy_version"] == "approval-policy/1"
     assert chain["approval_decision"]["why"].startswith("closedloop approval-policy/1 (auto): APPROVED")
     assert chain["pipeline_execution"]["trigger"] == "alarm"
-    assert "closedloop-drift-" in chain["pipeline_execution"]["trigger_reason"]
+    assert "closedloop-loans-drift-" in chain["pipeline_execution"]["trigger_reason"]
     assert chain["prepared_data"]["rows"] == 3000
     assert len(chain["raw_objects"]) == 3 and all(o["version_id"] for o in chain["raw_objects"])
     assert chain["code_version"]["model"] and len(chain["code_version"]["preparation_script_sha256"]) == 64
@@ -111,6 +140,9 @@ def test_one_prediction_is_traced_to_its_data_code_and_decision(demo_run: dict[s
 def test_no_seeded_pii_value_appears_anywhere(demo_run: dict[str, Any]) -> None:
     pii: set[str] = demo_run["pii"]
     assert len(pii) > 10_000
+    # both lines' values are checked: the churn subscribers' names, e-mails and phone numbers too
+    churn = demo_run["pii_by_line"]["churn"]
+    assert len(churn) > 3_000 and churn <= pii and not churn & demo_run["pii_by_line"]["loans"]
     places = {
         **demo_run["texts"],
         "handler logs": demo_run["logs"],
@@ -118,7 +150,8 @@ def test_no_seeded_pii_value_appears_anywhere(demo_run: dict[str, Any]) -> None:
         "report": json.dumps(demo_run["report"], default=str),
     }
     # the places a value could leak into are really there, with what the loop wrote
-    assert '"closedloop-endpoint"' in places["metric dimensions"] and '"income"' in places["metric dimensions"]
+    assert '"closedloop-loans"' in places["metric dimensions"] and '"income"' in places["metric dimensions"]
+    assert '"closedloop-churn"' in places["metric dimensions"] and '"tenure_months"' in places["metric dimensions"]
     assert "closedloop:model-package" in places["tags"] and "closedloop:deployment-outcome" in places["tags"]
     assert "closedloop:model-group" in places["tags"]
     leaks = {place: sorted(v for v in pii if v in text)[:3] for place, text in places.items()}
@@ -137,10 +170,14 @@ def test_the_report_files_are_written(demo_run: dict[str, Any]) -> None:
 def test_the_drift_metrics_are_read_back_with_their_alarm_thresholds(demo_run: dict[str, Any]) -> None:
     # Given the demo's two drift-monitor runs (like traffic, then drifted traffic)
     # When the report is written, the metrics are read back from the loop's CloudWatch
-    metrics = {m["metric"]: m for m in demo_run["report"]["drift_metrics"]}
-    # Then each alarm's metric is there with its threshold and both runs, the drifted one above it
+    series = demo_run["report"]["drift_metrics"]
+    metrics = {m["metric"]: m for m in series}
+    # Then the drifted line's alarms are there, and only its: the picture is about the loans endpoint
+    assert {m["dimensions"]["Endpoint"] for m in series} == {"closedloop-loans"}
+    assert len(series) == len(metrics)
+    # And each alarm's metric is there with its threshold and both runs, the drifted one above it
     assert {"MaxFeaturePSI", "PredictionKS", "BiasDrift"} <= set(metrics)
     psi = metrics["MaxFeaturePSI"]
-    assert (psi["alarm"], psi["threshold"]) == ("closedloop-drift-features", 0.2)
+    assert (psi["alarm"], psi["threshold"]) == ("closedloop-loans-drift-features", 0.2)
     assert len(psi["points"]) >= 2 and psi["points"][0][1] < 0.2 < psi["points"][1][1]
-    assert "threshold 0.2 (alarm closedloop-drift-features)" in (demo_run["out"] / "drift.svg").read_text()
+    assert "threshold 0.2 (alarm closedloop-loans-drift-features)" in (demo_run["out"] / "drift.svg").read_text()

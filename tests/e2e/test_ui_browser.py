@@ -2,7 +2,8 @@
 
 The loop runs with `ApprovalMode=manual` and the local ComplianceOfficer role on the allow-list (what
 `closedloop demo --approval-mode manual` sets up); the console runs as a session of that role, as
-`closedloop ui --local --assume-role …` does. A person opens the overview, reviews version 1's
+`closedloop ui --local --assume-role …` does. It serves the demo's two model lines (loans, churn), so
+a version's page is `versions/<line>/<n>`. A person opens the overview, reviews loans version 1's
 evidence, is refused without a reason, approves it with one, and watches the rollout start. Every page
 is photographed to build/ui-screenshots/ and checked for seeded PII values.
 """
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "ui-screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 OFFICER = f"arn:aws:sts::{ACCOUNT}:assumed-role/ComplianceOfficer/jane@example.com"
-VERSION_1 = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/closedloop-models/1"
+VERSION_1 = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/closedloop-loans/1"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,7 @@ def test_the_overview_shows_the_version_waiting_for_an_approver(browser: Any, co
     # Then she sees who she is, the manual mode and version 1 waiting, with the policy's recommendation
     assert f"you are {OFFICER}" in text and "approval mode manual" in text
     assert "review version 1" in text and "the policy says approve" in text
-    assert "live nothing: closedloop-endpoint does not exist yet (no version deployed)" in text
+    assert "live nothing: closedloop-loans does not exist yet (no version deployed)" in text
 
 
 def test_the_evidence_shows_the_metrics_against_the_policy(browser: Any, console: str, world: Demo) -> None:
@@ -153,7 +154,7 @@ def test_the_evidence_shows_the_metrics_against_the_policy(browser: Any, console
     WebDriverWait(browser, 30).until(expected_conditions.title_contains("version 1"))
     text = look(browser, world, "2-evidence")
     # Then the evidence is there: charts of the metrics and bias against the thresholds, PII, the gate
-    assert "Model version closedloop-models/1 PendingManualApproval" in text
+    assert "Model version closedloop-loans/1 PendingManualApproval" in text
     charts = browser.find_elements(By.CSS_SELECTOR, "section.card svg")
     assert [c.get_attribute("aria-label") for c in charts] == [
         "evaluation against the approval policy (black tick: minimum, dashed: reference)",
@@ -172,7 +173,7 @@ def test_an_approval_without_a_reason_is_refused_as_the_command_line_refuses_it(
     from selenium.webdriver.common.by import By
 
     # Given the evidence page, and no reason typed
-    browser.get(f"{console}versions/1")
+    browser.get(f"{console}versions/loans/1")
     browser.find_element(By.ID, "reason").clear()
     # When she presses Approve
     press(browser, "approve")
@@ -187,13 +188,13 @@ def test_the_officer_approves_and_the_rollout_starts(browser: Any, console: str,
     from selenium.webdriver.common.by import By
 
     # Given the evidence page
-    browser.get(f"{console}versions/1")
+    browser.get(f"{console}versions/loans/1")
     # When she approves with a reason
     browser.find_element(By.ID, "reason").send_keys("bias and PII reports reviewed with legal, CR-118")
     press(browser, "approve")
     text = look(browser, world, "4-approved")
     # Then the registry records her flip with her reason, exactly as the command line would
-    assert f"approved closedloop-models/1 (was PendingManualApproval) as {OFFICER}" in text
+    assert f"approved closedloop-loans/1 (was PendingManualApproval) as {OFFICER}" in text
     described = world.loop.client("sagemaker").describe_model_package(ModelPackageName=VERSION_1)
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"].startswith(f"Approved by {OFFICER} at ")
@@ -206,7 +207,7 @@ def test_the_officer_approves_and_the_rollout_starts(browser: Any, console: str,
     ]
     browser.get(console)
     text = look(browser, world, "5-overview-live")
-    assert "live version 1 on closedloop-endpoint (InService" in text
+    assert "live version 1 on closedloop-loans (InService" in text
 
 
 def test_the_lineage_names_the_officer(browser: Any, console: str, world: Demo) -> None:
@@ -230,7 +231,7 @@ def test_the_drift_audit_and_dead_letter_pages(browser: Any, console: str, world
     browser.get(f"{console}drift?window=20m")
     text = look(browser, world, "7-drift")
     titles = [c.get_attribute("aria-label") for c in browser.find_elements(By.CSS_SELECTOR, "svg")]
-    assert any(t.startswith("MaxFeaturePSI (alarm closedloop-drift-features") for t in titles)
+    assert any(t.startswith("MaxFeaturePSI (alarm closedloop-loans-drift-features") for t in titles)
     # And the audit, filtered by route
     browser.get(f"{console}audit?route=pipeline-finished")
     text = look(browser, world, "8-audit")
@@ -238,7 +239,7 @@ def test_the_drift_audit_and_dead_letter_pages(browser: Any, console: str, world
     # And the dead letters, with the reason of the undeclared dataset
     browser.get(f"{console}dlq")
     text = look(browser, world, "9-dlq")
-    assert "no policy is declared for dataset 'payroll'" in text
+    assert "no model line 'payroll' is deployed in this stack (ModelLines)" in text
     # When she asks to redrive them: a question first, then the redrive
     press(browser, "redrive-DataArrivalDlq")
     text = look(browser, world, "10-redrive-question")
@@ -250,8 +251,8 @@ def test_the_drift_audit_and_dead_letter_pages(browser: Any, console: str, world
 
 def test_a_forged_request_is_refused(console: str, world: Demo) -> None:
     # Given a request that did not come from the console's own form (no token, a wrong one, another site)
-    url = f"{console}versions/1/reject"
-    page = requests.get(f"{console}versions/1", timeout=10).text
+    url = f"{console}versions/loans/1/reject"
+    page = requests.get(f"{console}versions/loans/1", timeout=10).text
     token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     forged = [
         requests.post(url, data={"reason": "forged"}, timeout=10),

@@ -27,7 +27,7 @@ from support.training import (
 from support.worlds import ledger
 
 Inbox = Callable[[], list[dict[str, Any]]]
-GROUP = "closedloop-models"
+GROUP = "closedloop-loans"
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_a_version_worse_than_the_live_one_is_rejected(stack: Stack, gate: Any) 
         ModelPackageArn=live, ModelApprovalStatus="Approved"
     )
     ledger(stack).put_state(
-        ledger_keys.endpoint_state("closedloop-endpoint"), {"live_model_package_arn": live, "live_version": 1}
+        ledger_keys.endpoint_state("closedloop-loans"), {"live_model_package_arn": live, "live_version": 1}
     )
     # When version 2 (AUC 0.80) finishes
     execution, arn = executed(stack)

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     fresh_moto()
-    parameters = {**DEMO_PARAMETERS, "ApprovalMode": "manual", "Approvers": OFFICER_ROLE}
+    # one model line: a version is named by its number alone, as in a stack that serves one line
+    parameters = {**DEMO_PARAMETERS, "ModelLines": "loans", "ApprovalMode": "manual", "Approvers": OFFICER_ROLE}
     with LocalLoop.start(stack_name="closedloop-approvals", parameters=parameters) as loop:
         demo = Demo(loop=loop, out_dir=tmp_path_factory.mktemp("approvals"), say=lambda _: None)
         demo.setup()
@@ -54,7 +55,7 @@ def local(world: Demo, tmp_path: Path) -> list[str]:
 
 
 def arn(world: Demo, version: int) -> str:
-    return f"arn:aws:sagemaker:{world.loop.stack.region}:{ACCOUNT}:model-package/closedloop-models/{version}"
+    return f"arn:aws:sagemaker:{world.loop.stack.region}:{ACCOUNT}:model-package/closedloop-loans/{version}"
 
 
 def verdicts(world: Demo, version: int) -> list[tuple[str, str]]:
@@ -96,7 +97,7 @@ def test_an_approver_on_the_allow_list_releases_the_version(
     assert "  gate         pending by approval-policy/1 (manual mode, policy said approve) at " in out
     assert "  evaluation   auc " in out and "  PII report   clean" in out
     assert "warning:" not in out
-    assert f"approved closedloop-models/1 (was PendingManualApproval) as {officer}" in out
+    assert f"approved closedloop-loans/1 (was PendingManualApproval) as {officer}" in out
     described = world.loop.client("sagemaker").describe_model_package(ModelPackageName=arn(world, 1))
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"].startswith(f"Approved by {officer} at ")
@@ -138,11 +139,11 @@ def test_the_officer_rejects_what_should_not_ship(
     # When the officer rejects it
     code, out, _ = run(["reject", str(version), "--reason", "trained on a mislabelled batch", "--yes", *local], capsys)
     # Then it is rejected with her reason; the rollout records it and nothing changes
-    assert code == 0 and f"rejected closedloop-models/{version} (was PendingManualApproval) as {officer}" in out
+    assert code == 0 and f"rejected closedloop-loans/{version} (was PendingManualApproval) as {officer}" in out
     world.settle()
     assert verdicts(world, version) == [("rollback", "recorded")]
     assert live_version(local, capsys) == 1
     # And it can be neither approved nor rejected again
     for action in ("approve", "reject"):
         code, _, err = run([action, str(version), "--reason", "again", "--yes", *local], capsys)
-        assert code == 2 and err.startswith(f"closedloop: closedloop-models/{version} is Rejected")
+        assert code == 2 and err.startswith(f"closedloop: closedloop-loans/{version} is Rejected")

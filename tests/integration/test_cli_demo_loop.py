@@ -1,7 +1,9 @@
 """The command line and the operator notebook against a local loop that has run the demo scenario.
 
-One demo run serves the module (`closedloop demo --keep`): upload → training → approval → rollout →
-drift → retraining → redeployment, versions 1 and 2 deployed, the loop left up.
+One demo run serves the module (`closedloop demo --keep`): two model lines, loans and churn, each
+uploaded, trained, approved and rolled out to its own endpoint; the loans traffic drifts → retraining →
+redeployment (loans versions 1 and 2 deployed, churn version 1), the loop left up. A version is named
+`loans/2`: with two lines a bare number is ambiguous.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ def ledger(demo: Demo) -> Ledger:
     return Ledger(demo.loop.output("LedgerTableName"), demo.loop.client("dynamodb"))
 
 
-def package_arn(demo: Demo, version: int) -> str:
-    group = demo.loop.output("ModelPackageGroupName")
+def package_arn(demo: Demo, version: int, line: str = "loans") -> str:
+    group = demo.owned(line).model_package_group
     return f"arn:aws:sagemaker:{demo.loop.stack.region}:123456789012:model-package/{group}/{version}"
 
 
-def status_of(demo: Demo, version: int) -> dict[str, Any]:
+def status_of(demo: Demo, version: int, line: str = "loans") -> dict[str, Any]:
     described: dict[str, Any] = demo.loop.client("sagemaker").describe_model_package(
-        ModelPackageName=package_arn(demo, version)
+        ModelPackageName=package_arn(demo, version, line)
     )
     return described
 
@@ -61,20 +63,33 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
     # When the operator asks where the loop stands after the demo
     code, out, _ = run(["status", *local, "--json"], capsys)
     report = json.loads(out)
-    # Then version 2 is live, deployed by the retraining an alarm started, and nothing is stuck
+    # Then each line is listed, in the stack's order, with its own model group and endpoint
     assert code == 0 and report["approval_mode"] == "auto" and report["local"] is True
-    (group,) = report["groups"]
-    assert group["model_group"] == "closedloop-models" and group["endpoint"] == "closedloop-endpoint"
+    assert [(g["line"], g["model_group"], g["endpoint"]) for g in report["groups"]] == [
+        ("loans", "closedloop-loans", "closedloop-loans"),
+        ("churn", "closedloop-churn", "closedloop-churn"),
+    ]
+    group, churn = report["groups"]
+    # And loans version 2 is live, deployed by the retraining an alarm started, and nothing is stuck
     assert group["endpoint_status"] == "InService"
     assert group["live"]["version"] == 2 and group["live"]["serving_version"] == 2
-    assert group["live"]["endpoint_config"].startswith("closedloop-endpoint-v2-")
+    assert group["live"]["endpoint_config"].startswith("closedloop-loans-v2-")
     assert group["rollout"] is None and group["last_outcome"]["outcome"] == "live"
     retraining = group["last_retraining"]
     assert retraining["status"] == "Succeeded" and retraining["trigger"] == "alarm"
-    assert retraining["reason"].startswith("closedloop-drift-")
+    assert retraining["reason"].startswith("closedloop-loans-drift-")
     assert group["lock"] is None  # released when the execution finished
-    assert group["cooldown"]["active"] is True and group["cooldown"]["reason"].startswith("closedloop-drift-")
+    assert group["cooldown"]["active"] is True and group["cooldown"]["reason"].startswith("closedloop-loans-drift-")
     assert group["versions"]["Approved"] >= 2
+    assert group["drift_alarms"] == {
+        "closedloop-loans-drift-features": "ALARM",
+        "closedloop-loans-drift-predictions": "ALARM",
+        "closedloop-loans-drift-bias": "OK",
+    }
+    # And churn still serves its first version, trained on its upload, never retrained nor cooling down
+    assert churn["live"]["version"] == 1 and churn["endpoint_status"] == "InService"
+    assert churn["last_retraining"]["trigger"] == "upload" and churn["cooldown"] is None
+    assert churn["versions"] == {"Approved": 1} and set(churn["drift_alarms"].values()) == {"OK"}
     assert {q["queue"]: q["messages"] for q in report["dead_letter_queues"]} == {
         "DataArrivalDlq": 0,
         "DeployModelDlq": 0,
@@ -85,10 +100,28 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
     # And the text says the same for a person
     code, text, _ = run(["status", *local], capsys)
     assert code == 0
-    assert "live            version 2 on closedloop-endpoint (InService" in text
-    assert "last training" in text and "trigger alarm: closedloop-drift-" in text
-    assert "retrain lock    free" in text and "cooldown        until" in text
-    assert "dead-letter queues: all empty" in text
+    loans, rest = text.split("model line loans: model group closedloop-loans (", 1)[1].split("model line churn", 1)
+    assert "live            version 2 on closedloop-loans (InService" in loans
+    assert "last training" in loans and "trigger alarm: closedloop-loans-drift-" in loans
+    assert "retrain lock    free" in loans and "cooldown        until" in loans
+    assert "drift alarms    features ALARM, predictions ALARM, bias OK (closedloop-loans-drift-*)" in loans
+    assert "live            version 1 on closedloop-churn (InService" in rest
+    assert "cooldown        none: an alarm may start a retraining" in rest
+    assert "dead-letter queues: all empty" in rest
+
+
+def test_status_of_one_line(demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # When the status of the churn line alone is asked
+    code, out, _ = run(["status", *local, "--line", "churn", "--json"], capsys)
+    # Then only that line is listed (the stack's DLQs still are)
+    assert code == 0 and [g["line"] for g in json.loads(out)["groups"]] == ["churn"]
+    assert len(json.loads(out)["dead_letter_queues"]) == 5
+    code, text, _ = run(["status", *local, "--line", "churn"], capsys)
+    assert "model line churn: model group closedloop-churn (1 approved)" in text and "model line loans" not in text
+    # And a line the stack does not serve is a one-line error naming those it does
+    code, out, err = run(["status", *local, "--line", "payroll"], capsys)
+    assert (code, out) == (2, "")
+    assert err == "closedloop: no model line 'payroll' in stack closedloop-demo (it serves loans, churn)\n"
 
 
 def test_status_lists_a_version_waiting_for_an_approver(
@@ -118,7 +151,7 @@ def test_lineage_of_a_prediction_in_every_format(
     # Then the chain reaches from the inference to the raw data and the code
     assert code == 0
     assert chain["inference"]["inference_id"] == inference_id
-    assert chain["endpoint_config"]["name"].startswith("closedloop-endpoint-v2-")
+    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v2-")
     assert chain["model_version"]["version"] == 2
     assert chain["approval_decision"]["decided_by"] == "policy approval-policy/1 (auto mode)"
     assert chain["approval_decision"]["rollout_verdict"]["result"] == "deploying"
@@ -151,29 +184,41 @@ def test_lineage_of_the_endpoint_and_of_a_version(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # When the endpoint is traced
-    code, out, _ = run(["lineage", "--endpoint", "closedloop-endpoint", *local, "--format", "json"], capsys)
+    code, out, _ = run(["lineage", "--endpoint", "closedloop-loans", *local, "--format", "json"], capsys)
     # Then it leads to the version it serves
     assert code == 0 and json.loads(out)["model_version"]["version"] == 2
-    # When the first version is traced
-    code, out, _ = run(["lineage", "--model-version", "1", *local, "--format", "json"], capsys)
+    # When the first version of loans is traced
+    code, out, _ = run(["lineage", "--model-version", "loans/1", *local, "--format", "json"], capsys)
     chain = json.loads(out)
     # Then it was trained on the upload, approved by the policy and went live
     assert code == 0
     assert chain["pipeline_execution"]["trigger"] == "upload"
     assert chain["approval_decision"]["policy_version"] == "approval-policy/1"
     assert chain["deployment"]["outcome"] == "live"
+    # And the churn endpoint leads to churn's only version, trained on its own upload
+    code, out, _ = run(["lineage", "--endpoint", "closedloop-churn", *local, "--format", "json"], capsys)
+    chain = json.loads(out)
+    assert code == 0 and chain["model_version"]["group"] == "closedloop-churn"
+    assert chain["model_version"]["version"] == 1 and chain["pipeline_execution"]["trigger"] == "upload"
+    assert chain["prepared_data"]["dataset"] == "churn"
+    assert {o["key"].split("/")[1] for o in chain["raw_objects"]} == {"churn"}
 
 
 def test_unknown_starting_points_are_one_line_errors(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cases = {
-        ("lineage", "--model-version", "99"): "no model version 99 in closedloop-models (the newest is",
+        ("lineage", "--model-version", "loans/99"): "no model version loans/99 in closedloop-loans (the newest is",
         ("lineage", "--model-version", "latest"): "model version 'latest': expected a version number",
+        ("lineage", "--model-version", "2"): (
+            "model version 2: stack closedloop-demo serves the model lines loans, churn; name the line, e.g. loans/2"
+        ),
         ("lineage", "--endpoint", "nope-endpoint"): "no endpoint 'nope-endpoint' in stack closedloop-demo",
+        ("lineage",): "stack closedloop-demo has an endpoint per model line (closedloop-loans, closedloop-churn)",
         ("lineage", "--inference-id", "no-such-id"): "no captured inference with id 'no-such-id'",
-        ("approve", "99", "--reason", "r", "--yes"): "no model version 99 in closedloop-models",
-        ("reject", "99", "--reason", "r", "--yes"): "no model version 99 in closedloop-models",
+        ("approve", "churn/99", "--reason", "r", "--yes"): "no model version churn/99 in closedloop-churn",
+        ("approve", "1", "--reason", "r", "--yes"): "model version 1: stack closedloop-demo serves the model lines",
+        ("reject", "loans/99", "--reason", "r", "--yes"): "no model version loans/99 in closedloop-loans",
         ("dlq", "show", "NoSuchDlq"): "no dead-letter queue 'NoSuchDlq': choose one of",
     }
     for args, message in cases.items():
@@ -190,24 +235,24 @@ def test_approve_and_reject_refuse_versions_in_the_wrong_state(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # An approved version cannot be approved again
-    code, _, err = run(["approve", "2", "--reason", "again", "--yes", *local], capsys)
+    code, _, err = run(["approve", "loans/2", "--reason", "again", "--yes", *local], capsys)
     assert code == 2
     assert err.strip() == (
-        "closedloop: closedloop-models/2 is Approved, not PendingManualApproval: "
+        "closedloop: closedloop-loans/2 is Approved, not PendingManualApproval: "
         "only a pending version can be approved (it already is)"
     )
     # A rejected version can be neither approved nor rejected again
     version = register_copy(demo.loop, 2)
-    code, _, _ = run(["reject", str(version), "--reason", "duplicate registration", "--yes", *local], capsys)
+    code, _, _ = run(["reject", f"loans/{version}", "--reason", "duplicate registration", "--yes", *local], capsys)
     assert code == 0
     for action in ("approve", "reject"):
-        code, _, err = run([action, str(version), "--reason", "r", "--yes", *local], capsys)
-        assert code == 2 and f"closedloop-models/{version} is Rejected" in err
+        code, _, err = run([action, f"closedloop-loans/{version}", "--reason", "r", "--yes", *local], capsys)
+        assert code == 2 and f"closedloop-loans/{version} is Rejected" in err
         assert len(err.strip().splitlines()) == 1
     # And the reason is mandatory, and must say something
-    code, _, err = run(["reject", "2", "--reason", "   ", "--yes", *local], capsys)
+    code, _, err = run(["reject", "loans/2", "--reason", "   ", "--yes", *local], capsys)
     assert code == 2 and "--reason must say why" in err
-    code, _, err = run(["approve", "2", *local], capsys)
+    code, _, err = run(["approve", "loans/2", *local], capsys)
     assert code == 2 and err.strip() == (
         'closedloop: approve needs --reason "…": why, recorded in the registry next to who decided'
     )
@@ -219,10 +264,10 @@ def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
     # Given the officer considers rejecting version 1 (approved by the gate, since replaced)
     # When they answer "n"
     monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
-    code, out, err = run(["reject", "1", "--reason", "superseded by version 2", *local], capsys)
+    code, out, err = run(["reject", "loans/1", "--reason", "superseded by version 2", *local], capsys)
     # Then they saw the evidence, the gate's decision, and were asked
     assert code == 1
-    assert out.startswith("model version closedloop-models/1: Approved (registered ")
+    assert out.startswith("model version closedloop-loans/1: Approved (registered ")
     for line in (
         "  evaluation   auc ",
         "  bias         group=B: DI ",
@@ -232,19 +277,19 @@ def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
         "  changed by   arn:aws:sts::123456789012:assumed-role/closedloop-demo-ApprovalGateFunctionRole-",
     ):
         assert line in out, line
-    assert "Reject closedloop-models/1 as arn:aws:sts::123456789012:user/moto? [y/N]" in err
+    assert "Reject closedloop-loans/1 as arn:aws:sts::123456789012:user/moto? [y/N]" in err
     assert "not confirmed: nothing was changed" in err
     assert status_of(demo, 1)["ModelApprovalStatus"] == "Approved"
     # When they answer "y"
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
-    code, out, _ = run(["reject", "1", "--reason", "superseded by version 2", *local], capsys)
+    code, out, _ = run(["reject", "loans/1", "--reason", "superseded by version 2", *local], capsys)
     # Then the registry says who rejected it and why
     described = status_of(demo, 1)
     assert code == 0 and described["ModelApprovalStatus"] == "Rejected"
     assert described["ApprovalDescription"].startswith("Rejected by arn:aws:sts::123456789012:user/moto at ")
     assert described["ApprovalDescription"].endswith(" via closedloop: superseded by version 2")
     assert described["LastModifiedBy"]["IamIdentity"]["Arn"] == "arn:aws:sts::123456789012:user/moto"
-    assert "rejected closedloop-models/1 (was Approved)" in out
+    assert "rejected closedloop-loans/1 (was Approved)" in out
     # And the rollout route saw it: a version that is not live is only recorded, version 2 keeps serving
     demo.settle()
     verdicts = [d for d in ledger(demo).decisions_for(package_arn(demo, 1)) if d.route == "model-approval"]
@@ -258,7 +303,9 @@ def test_a_person_s_approval_in_auto_mode_is_refused_by_the_rollout(
     # Given a pending version in a stack whose gate approves by policy
     version = register_copy(demo.loop, 2)
     # When a person approves it
-    code, out, _ = run(["approve", str(version), "--reason", "looks fine to me", "--yes", *local, "--json"], capsys)
+    code, out, _ = run(
+        ["approve", f"loans/{version}", "--reason", "looks fine to me", "--yes", *local, "--json"], capsys
+    )
     payload = json.loads(out)
     # Then the flip is made, with the warning that it will not deploy
     assert code == 0 and payload["result"]["status"] == "Approved"
@@ -281,7 +328,10 @@ def test_the_audit_covers_every_route(demo: Demo, local: list[str], capsys: pyte
     assert code == 0 and {row["route"] for row in rows} >= ROUTES
     assert all(json.loads(row["details"]) is not None for row in rows)
     started = [r for r in rows if r["route"] == "alarm" and r["result"] == "started"]
-    assert len(started) == 1 and started[0]["business_key"].startswith("alarm:closedloop-drift-")
+    assert len(started) == 1 and started[0]["business_key"].startswith("alarm:closedloop-loans-drift-")
+    # both lines' drift monitors ran, twice each
+    measured = [r["business_key"] for r in rows if r["route"] == "drift-monitor" and r["result"] == "published"]
+    assert sorted(measured) == ["drift:closedloop-churn"] * 2 + ["drift:closedloop-loans"] * 2
     code, out, _ = run(["audit", "--since", "2999-01-01", *local], capsys)
     assert code == 0 and out.strip() == "no automated decisions since 2999-01-01"
 
@@ -391,7 +441,7 @@ def test_the_operator_notebook_runs_as_written_in_a_jupyter_kernel(
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert [o for o in outputs if o.output_type == "error"] == []
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "model group closedloop-models" in printed and "digraph lineage {" in printed
+    assert "model group closedloop-loans" in printed and "digraph lineage {" in printed
     assert "nothing approved: set VERSION to a waiting version and REASON to what you reviewed" in printed
 
 
@@ -421,7 +471,7 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     assert "digraph lineage {" in namespace["dot"]
     assert "policy now   approval-policy/1 says approve" in printed
     # And it approved nothing: the version still waits, the approve cell said what to fill in
-    summaries = demo.loop.client("sagemaker").list_model_packages(ModelPackageGroupName="closedloop-models")
+    summaries = demo.loop.client("sagemaker").list_model_packages(ModelPackageGroupName="closedloop-loans")
     status = {int(p["ModelPackageVersion"]): p["ModelApprovalStatus"] for p in summaries["ModelPackageSummaryList"]}
     assert status[version] == "PendingManualApproval"
     assert namespace["flipped"] is None and namespace["verdicts"] == []
@@ -429,13 +479,27 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     # When the reader fills in the version and the reason, and runs that cell and the next
     index = next(i for i, (_, source) in enumerate(cells) if "VERSION = None" in source)
     cell_id, source = cells[index]
-    edited = source.replace("VERSION = None", f"VERSION = {version}").replace(
+    edited = source.replace("VERSION = None", f"VERSION = 'loans/{version}'").replace(
         'REASON = ""', 'REASON = "evaluation, bias and PII reports reviewed in the operator notebook"'
     )
     run_cells([(cell_id, edited), cells[index + 1]])
     # Then the flip went through, with the rollout's answer
     assert namespace["flipped"].status == "Approved"
     assert [(d.action, d.result) for d in namespace["verdicts"]] == [("verify_approver", "refused")]
+
+
+def test_the_evidence_of_a_version_is_judged_by_its_line_s_policy(
+    demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given churn's line file, which lowers the stack's AUC and F1 floors (0.75, 0.6) for its versions
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    # When the officer looks at churn's version 1, and does not confirm
+    code, out, _ = run(["reject", "churn/1", "--reason", "looking only", *local], capsys)
+    # Then the evidence is churn's, against churn's floors, and nothing changed
+    assert code == 1 and out.startswith("model version closedloop-churn/1: Approved (registered ")
+    assert "(min 0.7), f1 " in out and "(min 0.55), accuracy " in out
+    assert "  bias         senior=yes: DI " in out and "  serving      live on the endpoint now" in out
+    assert status_of(demo, 1, "churn")["ModelApprovalStatus"] == "Approved"
 
 
 # -- a person's rejection of the live version (kept last: it leaves the registry saying Rejected) ------
@@ -445,15 +509,15 @@ def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given version 2 serves, approved by the gate's policy
-    gate_at = json.loads(run(["lineage", "--model-version", "2", *local, "--format", "json"], capsys)[1])[
+    gate_at = json.loads(run(["lineage", "--model-version", "loans/2", *local, "--format", "json"], capsys)[1])[
         "approval_decision"
     ]["gate"]["at"]
     # When a person rejects it (auto mode, no approvers: the rollout will not act on a person's flip)
-    code, _, _ = run(["reject", "2", "--reason", "complaint CR-7 under review", "--yes", *local], capsys)
+    code, _, _ = run(["reject", "loans/2", "--reason", "complaint CR-7 under review", "--yes", *local], capsys)
     assert code == 0
     demo.settle()
     # Then the lineage names the person, the time of their flip and their reason — not the policy
-    code, out, _ = run(["lineage", "--model-version", "2", *local, "--format", "json"], capsys)
+    code, out, _ = run(["lineage", "--model-version", "loans/2", *local, "--format", "json"], capsys)
     approval = json.loads(out)["approval_decision"]
     described = status_of(demo, 2)
     assert approval["status"] == "Rejected"
@@ -463,7 +527,7 @@ def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     assert approval["when"] != gate_at
     assert approval["when"].startswith(described["LastModifiedTime"].astimezone(UTC).isoformat()[:19])
     assert approval["why"].endswith("complaint CR-7 under review")
-    code, text, _ = run(["lineage", "--model-version", "2", *local], capsys)
+    code, text, _ = run(["lineage", "--model-version", "loans/2", *local], capsys)
     assert "approval: Rejected by arn:aws:sts::123456789012:user/moto (the rollout refused" in text
     assert "by policy" not in text
     # And the status shows version 2 still live, that the registry says Rejected, and why it still serves
@@ -472,5 +536,5 @@ def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     assert (live["version"], live["registry_status"]) == (2, "Rejected")
     assert live["rollout_verdict"]["result"] == "refused" and live["rollout_verdict"]["reason"]
     code, text, _ = run(["status", *local], capsys)
-    assert "version 2 on closedloop-endpoint" in text
+    assert "version 2 on closedloop-loans" in text
     assert f"but the registry says Rejected; the rollout refused it at {live['rollout_verdict']['at']}: " in text

@@ -212,6 +212,7 @@ def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> No
         "audit",
         "demo",
         "dlq",
+        "line",
         "lineage",
         "local",
         "pipeline",

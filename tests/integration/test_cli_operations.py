@@ -54,7 +54,7 @@ def test_a_rejected_upload_ends_in_the_dlq_with_its_reason(
     code, out, _ = run(["dlq", "show", "DataArrivalDlq", *local, "--json"], capsys)
     letters = json.loads(out)
     assert [(x["kind"], x["reason"]) for x in letters] == [
-        ("sqs-redrive", "no policy is declared for dataset 'payroll'")
+        ("sqs-redrive", "no model line 'payroll' is deployed in this stack (ModelLines)")
     ]
     # And the audit shows the rejection
     code, out, _ = run(["audit", "--since", "2000-01-01", *local, "--format", "csv"], capsys)

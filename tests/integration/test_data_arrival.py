@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from closedloop.ledger import Ledger
+from closedloop.settings import load_settings
 from support.events import object_created, sqs_batch
 from support.handlers import invoke, load_handler
 from support.stack import REGION, Stack
@@ -97,6 +98,8 @@ def test_a_thousand_uploads_over_three_datasets_start_exactly_three_jobs(
 
     monkeypatch.setattr("closedloop.dataprep.arrival.load_policy", declared)
     monkeypatch.setattr("closedloop.dataprep.service.load_policy", declared)
+    monkeypatch.setenv("MODEL_LINES", "loans,cards,churn")  # the stack serves all three lines
+    load_settings.cache_clear()
     handler = load_handler("start_data_prep")
     keys = [f"raw/{('loans', 'cards', 'churn')[i % 3]}/2026-11-27/file-{i:04d}.csv" for i in range(1000)]
     # When they arrive as one SQS batch (the batching window's job)
@@ -137,7 +140,7 @@ def test_bad_records_fail_alone_and_good_ones_proceed(stack: Stack) -> None:
     assert reasons == {
         "malformed event",
         "object key has '.', '..' or empty path segments",
-        "no policy is declared for dataset 'payroll'",
+        "no model line 'payroll' is deployed in this stack (ModelLines)",
         "object key is outside raw/",
         "event is for another bucket",
     }

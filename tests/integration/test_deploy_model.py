@@ -47,7 +47,7 @@ def update_calls(world: Rollout, monkeypatch: pytest.MonkeyPatch) -> Iterator[li
     """Every UpdateEndpoint request the deploy function sends (the call still reaches moto)."""
     calls: list[dict[str, Any]] = []
     world.deliver()  # load the handler (an empty batch)
-    client = world.deploy.approvals._rollout._hosting._sagemaker
+    client = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     original = client.update_endpoint
 
     def spy(**request: Any) -> Any:
@@ -302,7 +302,7 @@ def test_update_rejected_because_the_endpoint_is_updating_is_retried_and_applied
     # Given v1 live, and an UpdateEndpoint that SageMaker refuses: another update began in between
     live_at_v1(world)
     arn = approved(world)
-    client = world.deploy.approvals._rollout._hosting._sagemaker
+    client = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     spying = client.update_endpoint
 
     def racing(**request: Any) -> Any:
@@ -373,7 +373,7 @@ def test_a_failed_update_is_recorded_notified_and_never_redeployed(world: Rollou
     # Given v1 live and v2's rollout rolled back by SageMaker (the old config stays in service)
     live_at_v1(world)
     v2 = approved(world)
-    world.fail_next_update("Deployment rolled back: alarm closedloop-endpoint-5xx in ALARM during baking")
+    world.fail_next_update("Deployment rolled back: alarm closedloop-loans-endpoint-5xx in ALARM during baking")
     world.deliver(world.event(v2))
     world.notifications()
     # When the endpoint reports back
@@ -383,7 +383,7 @@ def test_a_failed_update_is_recorded_notified_and_never_redeployed(world: Rollou
     assert world.package_tags(2)[lineage.DEPLOYMENT_OUTCOME] == "rolled-back"
     assert world.ledger.get_state(f"rolled-back#{v2}")["by"] == "auto-rollback"
     (note,) = world.notifications()
-    assert note["severity"] == "WARNING" and "alarm closedloop-endpoint-5xx" in note["reason"]
+    assert note["severity"] == "WARNING" and "alarm closedloop-loans-endpoint-5xx" in note["reason"]
     # When v2 is approved again (a new status change, not a duplicate)
     world.set_status(v2, "Rejected")
     world.set_status(v2, "Approved")

@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
+from closedloop.line import LineCatalog
+from closedloop.settings import Settings
 from closedloop_ops.local.intrinsics import Resolver
 from closedloop_ops.local.loop import ROOT
 from closedloop_ops.local.template import Template, load_template
 from closedloop_ops.routing import route_event
 from support.events import load_event
+from support.stack import stack_env
 
 DEPLOY = "DeployModelFunction: functions/deploy_model/app.py::lambda_handler (via SQS DeployModelQueue)"
 RECORD = "RecordDeploymentFunction: functions/record_deployment/app.py::lambda_handler"
@@ -67,7 +70,7 @@ def test_other_endpoints_events_do_not() -> None:
     assert handlers(config_change) == []
 
 
-def test_the_deploy_function_is_given_the_five_rollback_alarms_all_declared_in_the_stack() -> None:
+def test_each_lines_rollout_is_guarded_by_its_five_alarms_all_declared_in_the_stack() -> None:
     resources = template().resources
     resolver = Resolver(
         parameters={name: spec.get("Default") for name, spec in template().parameters.items()},
@@ -78,20 +81,21 @@ def test_the_deploy_function_is_given_the_five_rollback_alarms_all_declared_in_t
         get_att=lambda logical_id, attribute: f"{logical_id}.{attribute}",
     )
     env = resources["DeployModelFunction"]["Properties"]["Environment"]["Variables"]
-    names = resolver.resolve(env["ROLLBACK_ALARM_NAMES"]).split(",")
+    # the rollback alarms are the line's (closedloop.line.bind_line), not a variable of the function
+    names = list(LineCatalog(Settings.from_environ(stack_env())).settings_for("loans").rollback_alarm_names)
     assert names == [
-        "closedloop-endpoint-5xx",
-        "closedloop-endpoint-latency",
-        "closedloop-drift-features",
-        "closedloop-drift-predictions",
-        "closedloop-drift-bias",
+        "closedloop-loans-endpoint-5xx",
+        "closedloop-loans-endpoint-latency",
+        "closedloop-loans-drift-features",
+        "closedloop-loans-drift-predictions",
+        "closedloop-loans-drift-bias",
     ]
     declared = {
         resolver.resolve(spec["Properties"]["AlarmName"])
         for spec in resources.values()
         if spec["Type"] == "AWS::CloudWatch::Alarm"
     }
-    assert {"closedloop-endpoint-5xx", "closedloop-endpoint-latency"} <= declared
+    assert set(names) <= declared
     assert env["APPROVAL_GATE_ROLE_ARN"] == {"Fn::GetAtt": ["ApprovalGateFunctionRole", "Arn"]}
     # one deployment decision at a time, in batches of one, with partial failures
     assert resources["DeployModelFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
@@ -108,8 +112,8 @@ def test_the_deploy_function_is_given_the_five_rollback_alarms_all_declared_in_t
 def test_the_rollout_alarms_watch_the_endpoint_variant() -> None:
     resources = template().resources
     for logical_id, metric in (
-        ("EndpointErrorsAlarm", "Invocation5XXErrors"),
-        ("EndpointLatencyAlarm", "ModelLatency"),
+        ("EndpointErrorsAlarmLoans", "Invocation5XXErrors"),
+        ("EndpointLatencyAlarmLoans", "ModelLatency"),
     ):
         props = resources[logical_id]["Properties"]
         assert (props["Namespace"], props["MetricName"]) == ("AWS/SageMaker", metric)

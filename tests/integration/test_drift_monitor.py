@@ -323,17 +323,17 @@ def test_a_second_run_while_one_is_measuring_is_skipped(live: Stack) -> None:
 
 
 def test_a_warm_container_measures_against_the_baseline_file_as_it_is_now(live: Stack) -> None:
-    from closedloop.drift import monitor as monitor_module
+    from closedloop.drift import plans as plans_module
 
     endpoint = live.settings.endpoint_name
     start = datetime.now(UTC) - timedelta(hours=2)
     put_capture(live, start, 600, seed=21)
     monitor(live).run(trigger("run-1"))
-    plans = dict(monitor_module._PLANS)
+    plans = dict(plans_module._PLANS)
     put_capture(live, start + timedelta(minutes=10), 600, seed=22)
     monitor(live).run(trigger("run-2"))
     # The same evidence files: the second run used the plan the first one built
-    assert plans == monitor_module._PLANS
+    assert plans == plans_module._PLANS
     # When the baseline file is replaced (a baseline from other data), the next run measures against it
     drifted = baseline_document(n=2000, seed=3, drift=STRONG_DRIFT)
     package = boto3.client("sagemaker").describe_model_package(ModelPackageName=live.clients["package"])
@@ -348,9 +348,9 @@ def test_a_warm_container_measures_against_the_baseline_file_as_it_is_now(live: 
 
 
 def test_capture_keys_carry_their_start_time() -> None:
-    key = "capture/closedloop-endpoint/AllTraffic/2026/11/27/09/00-01-123-8e5a1ec5-1d47-4c0a-b4c6-4e4ff0a0d3c1.jsonl"
+    key = "capture/closedloop-loans/AllTraffic/2026/11/27/09/00-01-123-8e5a1ec5-1d47-4c0a-b4c6-4e4ff0a0d3c1.jsonl"
     assert key_time(key) == datetime(2026, 11, 27, 9, 0, 1, 123000, tzinfo=UTC)
-    assert key_time("capture/closedloop-endpoint/AllTraffic/notes.txt") is None
+    assert key_time("capture/closedloop-loans/AllTraffic/notes.txt") is None
     assert json.loads(json.dumps({"k": key}))["k"] == key
 
 

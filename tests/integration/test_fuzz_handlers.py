@@ -234,7 +234,7 @@ def test_route_3_pipeline_ends(stack: Stack) -> None:
 def test_route_4_approvals(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     world: Rollout = provision_rollout(stack, monkeypatch)
     world.deliver()  # loads the function
-    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker
+    sagemaker = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     batches: list[dict[str, Any]] = []
     decided = [True]  # a new approved version once the last approval was decided
 
@@ -311,8 +311,8 @@ def test_route_6_alarms(stack: Stack) -> None:
     def build() -> dict[str, Any]:
         if retrained[0]:  # the next example may start a retraining again: no cooldown, no lock, nothing running
             for pk, sk in (
-                (f"STATE#{ledger_keys.cooldown('closedloop-models')}", "STATE"),
-                ("LOCK#retrain#closedloop-models", "LOCK"),
+                (f"STATE#{ledger_keys.cooldown('closedloop-loans')}", "STATE"),
+                ("LOCK#retrain#closedloop-loans", "LOCK"),
             ):
                 ddb.delete_item(TableName=stack.settings.ledger_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
             for execution in pipeline_executions(stack):
@@ -326,7 +326,7 @@ def test_route_6_alarms(stack: Stack) -> None:
             outcome = handler.lambda_handler(event, CONTEXT)
         except InvalidEventError:
             assert len(pipeline_executions(stack)) == before
-            assert ledger(stack).get_lock("retrain#closedloop-models") is None
+            assert ledger(stack).get_lock("retrain#closedloop-loans") is None
             retrained[0] = False
             return
         started = len(pipeline_executions(stack)) - before

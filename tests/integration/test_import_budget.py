@@ -25,7 +25,8 @@ FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
 # Validated at cold start on purpose: a bad configuration fails the init, not the first event.
 SETTINGS = "closedloop.settings.Settings"
 BUILT_AT_IMPORT = {
-    "approval_gate": {SETTINGS, "closedloop.approval.policy.ApprovalPolicy"},
+    # each line's gate (and its ApprovalPolicy) is built with the line's settings on its first event
+    "approval_gate": {SETTINGS},
     "deploy_model": {SETTINGS},
     "drift_monitor": {SETTINGS},
     "record_deployment": {SETTINGS},

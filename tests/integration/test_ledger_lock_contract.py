@@ -20,7 +20,7 @@ from closedloop.errors import LockHeldError
 from closedloop.ledger import Ledger, Lock
 from support.stack import Stack
 
-LOCK = "retrain#closedloop-models"
+LOCK = "retrain#closedloop-loans"
 Step = tuple[Any, ...]
 
 # Each scenario is a list of steps, run in order on a fresh ledger:
@@ -89,11 +89,11 @@ SCENARIOS: dict[str, list[Step]] = {
         ("get",),
     ],
     "named state round-trips as JSON": [
-        ("get_state", "cooldown#closedloop-models"),
-        ("put_state", "cooldown#closedloop-models", {"until": "2026-11-27T16:00:00+00:00", "n": 2, "ok": True}),
-        ("get_state", "cooldown#closedloop-models"),
-        ("put_state", "cooldown#closedloop-models", {"until": None}),
-        ("get_state", "cooldown#closedloop-models"),
+        ("get_state", "cooldown#closedloop-loans"),
+        ("put_state", "cooldown#closedloop-loans", {"until": "2026-11-27T16:00:00+00:00", "n": 2, "ok": True}),
+        ("get_state", "cooldown#closedloop-loans"),
+        ("put_state", "cooldown#closedloop-loans", {"until": None}),
+        ("get_state", "cooldown#closedloop-loans"),
     ],
 }
 
@@ -189,7 +189,7 @@ def test_on_the_real_ledger_a_running_retraining_suppresses_and_a_dead_holders_l
     assert world.alarm().result == "started"
     # When another alarm comes a minute later, it is suppressed by the lock
     world.clock.now = T0 + timedelta(minutes=1)
-    assert world.alarm("closedloop-drift-predictions").suppressed_because == "retraining-running"
+    assert world.alarm("closedloop-loans-drift-predictions").suppressed_because == "retraining-running"
     # When the running execution finished but its holder died before releasing, the lease decides
     world.sagemaker.finish_all()
     world.clock.now = T0 + timedelta(seconds=14400)

@@ -31,7 +31,7 @@ DEPLOYMENT_CONFIG = {
         "TerminationWaitInSeconds": 600,
         "MaximumExecutionTimeoutInSeconds": 3600,
     },
-    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "closedloop-endpoint-5xx"}]},
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "closedloop-loans-endpoint-5xx"}]},
 }
 
 
@@ -107,12 +107,12 @@ def test_an_endpoint_not_in_service_cannot_be_updated(sagemaker: Any, status: st
 
 
 def test_a_failed_update_leaves_the_old_config_in_service(sagemaker: Any) -> None:
-    hosting.fail_next_update(ACCOUNT, REGION, "ep", reason="alarm closedloop-endpoint-5xx tripped")
+    hosting.fail_next_update(ACCOUNT, REGION, "ep", reason="alarm closedloop-loans-endpoint-5xx tripped")
     sagemaker.update_endpoint(EndpointName="ep", EndpointConfigName="c-m2", DeploymentConfig=DEPLOYMENT_CONFIG)
     described = sagemaker.describe_endpoint(EndpointName="ep")
     assert described["EndpointConfigName"] == "c-m1"
     assert described["EndpointStatus"] == "InService"
-    assert described["FailureReason"] == "alarm closedloop-endpoint-5xx tripped"
+    assert described["FailureReason"] == "alarm closedloop-loans-endpoint-5xx tripped"
     # and the hook is used once: the next update goes through
     sagemaker.update_endpoint(EndpointName="ep", EndpointConfigName="c-m2", DeploymentConfig=DEPLOYMENT_CONFIG)
     assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointConfigName"] == "c-m2"

@@ -15,7 +15,7 @@ from closedloop_ops.moto_ext.pipelines import record_execution_step
 from support.stack import ACCOUNT, REGION
 from support.training import create_pipeline
 
-PACKAGE = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/closedloop-models/1"
+PACKAGE = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/closedloop-loans/1"
 
 
 @pytest.fixture

@@ -55,7 +55,12 @@ def printed_evidence(stack: Stack, arn: str) -> tuple[approvals.VersionEvidence,
     ref = StackRef(
         name="closedloop-test",
         region=REGION,
-        outputs={"LedgerTableName": stack.settings.ledger_table},
+        outputs={
+            "LedgerTableName": stack.settings.ledger_table,
+            "ResourcePrefix": "closedloop",
+            "ModelLines": "loans,churn",
+            "RawPrefix": "raw/",
+        },
         _environment=dict(stack.env),
     )
     found = approvals.evidence(ref, arn)

@@ -105,7 +105,7 @@ def test_an_auto_rollback_is_recorded_tagged_marked_and_notified(world: Rollout)
     world.hold_next_update()
     v2 = deploy(world)
     # When SageMaker rolls the deployment back (an alarm tripped while baking)
-    finish_update(ACCOUNT, REGION, ENDPOINT, succeeded=False, reason="Alarm closedloop-endpoint-latency in ALARM")
+    finish_update(ACCOUNT, REGION, ENDPOINT, succeeded=False, reason="Alarm closedloop-loans-endpoint-latency in ALARM")
     world.notifications()
     result = world.outcome()
     # Then
@@ -115,7 +115,7 @@ def test_an_auto_rollback_is_recorded_tagged_marked_and_notified(world: Rollout)
     assert world.package_tags(2)[lineage.DEPLOYMENT_OUTCOME] == "rolled-back"
     assert world.package_tags(1)[lineage.DEPLOYMENT_OUTCOME] == "live"
     mark = world.ledger.get_state(f"rolled-back#{v2}")
-    assert mark is not None and mark["reason"] == "Alarm closedloop-endpoint-latency in ALARM"
+    assert mark is not None and mark["reason"] == "Alarm closedloop-loans-endpoint-latency in ALARM"
     (note,) = world.notifications()
     assert note["route"] == "deployment-outcome" and note["severity"] == "WARNING"
     assert "version 1 still serves" in note["subject"]

@@ -128,7 +128,7 @@ def test_model_approval_the_same_approval_twice_at_once_updates_the_endpoint_onc
     v2 = world.approved()
     event = world.event(v2)
     approvals = world.deploy.approvals
-    sagemaker = approvals._rollout._hosting._sagemaker
+    sagemaker = approvals._rollouts["loans"]._hosting._sagemaker
 
     def deliver() -> Any:
         return approvals.handle(sqs_batch([event], queue_arn=world.queue_arn), CONTEXT)
@@ -152,7 +152,7 @@ def test_deployment_outcome_the_same_endpoint_event_twice_at_once_records_one_ou
     v2 = world.approved()
     world.deliver(world.event(v2))
     event = ENDPOINT_EVENT.validate_python(world.endpoint_event())
-    recorder = world.record.recorder
+    recorder = world.record.recorders["loans"]
     with slowed(recorder._hosting._sagemaker, "DescribeEndpoint"):
         results = race(*[lambda: recorder.record(event)] * 2)
     # Then one recorded the outcome; the other found the endpoint's lock taken (retryable) or nothing new
@@ -168,16 +168,16 @@ def test_deployment_outcome_the_same_endpoint_event_twice_at_once_records_one_ou
 def test_alarm_the_same_alarm_event_twice_at_once_starts_one_retraining(stack: Stack) -> None:
     retraining_world(stack)
     handler = load_handler("start_retraining")
-    handler.retraining.register_lambda_context(CONTEXT)
+    handler.retrainings["loans"].register_lambda_context(CONTEXT)
     event = parse_alarm_event(alarm_event(at=datetime.now(UTC)))
     with slowed(aws.sagemaker(), "StartPipelineExecution"):
-        results = race(*[lambda: handler.retraining.handle(event)] * 2)
+        results = race(*[lambda: handler.retrainings["loans"].handle(event)] * 2)
     assert any(in_progress(r) for r in results)
-    settled = retried(results, lambda: handler.retraining.handle(event))
+    settled = retried(results, lambda: handler.retrainings["loans"].handle(event))
     assert [r.result for r in settled] == ["started", "started"]
     assert len({r.execution_arn for r in settled}) == 1
     assert len(pipeline_executions(stack)) == 1
-    key = f"alarm:closedloop-drift-features@{event.detail.state.timestamp}"
+    key = f"alarm:closedloop-loans-drift-features@{event.detail.state.timestamp}"
     assert [d.result for d in ledger(stack).decisions_for(key)] == ["started"]
 
 
@@ -186,7 +186,7 @@ def test_drift_monitor_the_same_schedule_twice_at_once_publishes_once(stack: Sta
     handler = load_handler("drift_monitor")
     run = parse_drift_run(schedule_event())
     with slowed(aws.s3(), "ListObjectsV2"):
-        results = race(*[lambda: handler.monitor.run(run, remaining_s=lambda: 600.0)] * 2)
+        results = race(*[lambda: handler.monitors["loans"].run(run, remaining_s=lambda: 600.0)] * 2)
     # Then one measured and published; the other saw the run in progress and skipped
     assert sorted(r.result for r in results) == ["published", "skipped"]
     assert drift_datapoints(stack) == 1

@@ -90,13 +90,13 @@ def test_data_prepared_crash_after_start_pipeline_execution_is_healed_by_the_cli
     [started] = pipeline_executions(stack)
     records = ledger(stack)
     assert records.decisions_for(f"run:loans/{run.run_id}") == []
-    assert records.get_state(ledger_keys.latest_prepared("closedloop-models")) is None
+    assert records.get_state(ledger_keys.latest_prepared("closedloop-loans")) is None
     # When Lambda retries the event
     outcome = invoke(handler, event)
     # Then SageMaker's token dedupe answers with the execution already running; the records catch up
     assert (outcome["result"], outcome["execution_arn"]) == ("started", started["PipelineExecutionArn"])
     assert len(pipeline_executions(stack)) == 1
-    latest = records.get_state(ledger_keys.latest_prepared("closedloop-models"))
+    latest = records.get_state(ledger_keys.latest_prepared("closedloop-loans"))
     assert latest is not None and latest["prep_run_id"] == run.run_id
     assert [d.result for d in records.decisions_for(f"run:loans/{run.run_id}")] == ["started"]
 
@@ -125,7 +125,7 @@ def test_model_approval_crash_after_update_endpoint_finds_the_version_serving(
     world.live()
     v2 = world.approved()
     batch = sqs_batch([world.event(v2)], queue_arn=world.queue_arn)
-    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker  # the deploy function's own client
+    sagemaker = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker  # the deploy function's own client
     # When the function dies right after UpdateEndpoint
     with crash_after(sagemaker, "UpdateEndpoint"), pytest.raises(Crash):
         world.deploy.lambda_handler(batch, DYING)
@@ -148,7 +148,7 @@ def test_alarm_crash_after_start_pipeline_execution_binds_its_own_execution(stac
         handler.lambda_handler(event, DYING)
     [started] = pipeline_executions(stack)
     records = ledger(stack)
-    assert records.get_state(ledger_keys.cooldown("closedloop-models")) is None
+    assert records.get_state(ledger_keys.cooldown("closedloop-loans")) is None
     # When Lambda retries the event
     with counting(aws.sagemaker(), "StartPipelineExecution") as calls:
         outcome = invoke(handler, event)
@@ -157,9 +157,9 @@ def test_alarm_crash_after_start_pipeline_execution_binds_its_own_execution(stac
     assert outcome["execution_arn"] == started["PipelineExecutionArn"]
     assert calls.calls["StartPipelineExecution"] == 0
     assert len(pipeline_executions(stack)) == 1
-    lock = records.get_lock("retrain#closedloop-models")
+    lock = records.get_lock("retrain#closedloop-loans")
     assert lock is not None and lock.execution_arn == started["PipelineExecutionArn"]
-    assert records.get_state(ledger_keys.cooldown("closedloop-models")) is not None
+    assert records.get_state(ledger_keys.cooldown("closedloop-loans")) is not None
 
 
 @contextmanager

@@ -89,7 +89,7 @@ def test_a_schedule_whose_function_keeps_failing_is_in_the_schedule_dlq_and_redr
 def test_a_function_failing_after_lambdas_retries_is_in_the_on_failure_destination_with_the_reason(
     loop: LocalLoop, stack: StackRef
 ) -> None:
-    # Given an alarm listed in ExtraAlarmNames, but tagged for another model group
+    # Given an alarm listed in ExtraAlarmNames that no model line claims (and tagged for another group)
     cloudwatch = loop.client("cloudwatch")
     cloudwatch.put_metric_alarm(
         AlarmName="closedloop-drift-foreign",
@@ -115,7 +115,7 @@ def test_a_function_failing_after_lambdas_retries_is_in_the_on_failure_destinati
     # Then after the first attempt and Lambda's two retries, Lambda's destination record is in the DLQ
     [letter] = [x for x in peek(stack, "FunctionFailuresDlq") if x.detail_type == "CloudWatch Alarm State Change"]
     assert (letter.kind, letter.event_source) == ("lambda-destination", "aws.cloudwatch")
-    assert letter.reason.startswith("UnknownAlarmError: alarm 'closedloop-drift-foreign' is tagged")
+    assert letter.reason.startswith("UnknownAlarmError: alarm 'closedloop-drift-foreign' is not a retraining alarm")
     assert letter.reason.endswith("(RetriesExhausted, 3 attempts)")
     assert letter.body["requestPayload"]["detail"]["alarmName"] == "closedloop-drift-foreign"
 

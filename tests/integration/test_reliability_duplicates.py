@@ -47,7 +47,7 @@ def test_a_rejection_of_the_live_version_delivered_twice_rolls_back_once(
     world.set_status(v2, "Rejected")
     rejection = world.event(v2)
     world.notifications()
-    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker
+    sagemaker = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     # When the rejection arrives twice, and once more re-emitted with a new id
     with counting(sagemaker, "UpdateEndpoint") as calls:
         for delivery in (rejection, rejection, {**rejection, "id": "re-emitted"}):
@@ -67,7 +67,7 @@ def test_a_deployment_state_change_delivered_twice_records_one_outcome(
     v2 = world.approved()
     world.deliver(world.event(v2))
     done = world.endpoint_event("SageMaker Endpoint Deployment State Change")
-    tags = world.record.recorder._registry._sagemaker
+    tags = world.record.recorders["loans"]._registry._sagemaker
     # When the blue/green deployment's completion arrives twice, and the endpoint's own state change too
     with counting(tags, "AddTags") as calls:
         results = [world.outcome(e)["result"] for e in (done, copy.deepcopy(done), world.endpoint_event())]

@@ -72,7 +72,7 @@ def test_model_approval_changes_no_endpoint_and_stays_on_the_queue(
     arn = world.register()
     world.set_status(arn, "Approved")
     world.deliver()  # loads the function
-    dynamodb = world.deploy.approvals._rollout._state._ledger._client
+    dynamodb = world.deploy.approvals._rollouts["loans"]._state._ledger._client
     with unreachable_table(dynamodb, stack.settings.idempotency_table):
         response = world.deliver(world.event(arn))
     assert len(response["batchItemFailures"]) == 1
@@ -91,5 +91,5 @@ def test_alarm_starts_no_retraining_takes_no_lock_and_raises_a_retryable_error(s
         handler.lambda_handler(event, FakeLambdaContext())
     assert error.value.retryable
     assert pipeline_executions(stack) == []
-    assert ledger(stack).get_lock("retrain#closedloop-models") is None
+    assert ledger(stack).get_lock("retrain#closedloop-loans") is None
     assert handler.lambda_handler(event, FakeLambdaContext())["result"] == "started"

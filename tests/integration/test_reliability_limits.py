@@ -91,8 +91,8 @@ def test_alarm_pipeline_quota_frees_the_lock_and_raises_a_retryable_error(stack:
         handler.lambda_handler(event, FakeLambdaContext())
     assert quota.calls["StartPipelineExecution"] == 1
     records = ledger(stack)
-    assert records.get_lock("retrain#closedloop-models") is None  # nothing holds the group meanwhile
-    [failed] = records.decisions_for(f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}")
+    assert records.get_lock("retrain#closedloop-loans") is None  # nothing holds the group meanwhile
+    [failed] = records.decisions_for(f"alarm:closedloop-loans-drift-features@{event['detail']['state']['timestamp']}")
     assert (failed.result, failed.details["error"]) == ("failed", "ResourceLimitExceeded")
     assert handler.lambda_handler(event, FakeLambdaContext())["result"] == "started"
 
@@ -102,7 +102,7 @@ def test_model_approval_endpoint_quota_backs_off_on_the_queue(stack: Stack, monk
     arn = world.register()
     world.set_status(arn, "Approved")
     world.deliver()  # loads the function
-    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker
+    sagemaker = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     with failing(sagemaker, "CreateEndpoint", "ResourceLimitExceeded", "ml.m5.large for endpoint usage") as quota:
         response, message = world.deliver_through_queue(world.event(arn))
     # Then the record stays on the queue, invisible for the backoff, with the reason in the ledger

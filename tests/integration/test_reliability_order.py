@@ -70,7 +70,7 @@ def test_alarm_entries_delivered_newest_first_start_one_retraining(stack: Stack)
     assert [o["result"] for o in outcomes] == ["started", "suppressed", "suppressed"]
     assert [o["suppressed_because"] for o in outcomes[1:]] == ["not-entering-alarm", "cooldown"]
     assert len(pipeline_executions(stack)) == 1
-    cooldown = ledger(stack).get_state("cooldown#closedloop-models")
+    cooldown = ledger(stack).get_state("cooldown#closedloop-loans")
     assert cooldown is not None and cooldown["execution_arn"] == outcomes[0]["execution_arn"]
 
 

@@ -144,7 +144,7 @@ def test_model_approval_throttled_updates_the_endpoint_once(stack: Stack, monkey
     world.live()
     v2 = world.approved()
     event = world.event(v2)
-    sagemaker = world.deploy.approvals._rollout._hosting._sagemaker
+    sagemaker = world.deploy.approvals._rollouts["loans"]._hosting._sagemaker
     with (
         throttled(sagemaker, rate=RATE, seed=SEEDS[4]) as injected,
         counting(sagemaker, "UpdateEndpoint", "CreateEndpoint") as updates,
@@ -164,7 +164,7 @@ def test_deployment_outcome_throttled_records_one_outcome(stack: Stack, monkeypa
     v2 = world.approved()
     world.deliver(world.event(v2))
     event = world.endpoint_event()
-    sagemaker = world.record.recorder._hosting._sagemaker
+    sagemaker = world.record.recorders["loans"]._hosting._sagemaker
     with throttled(sagemaker, rate=RATE, seed=SEEDS[5]) as injected:
         delivery = through_lambda_retries(lambda: world.outcome(event))
     throttling_hit(injected, delivery)
@@ -183,7 +183,7 @@ def test_alarm_throttled_starts_one_retraining(stack: Stack) -> None:
     throttling_hit(injected, delivery)
     assert delivery.result["result"] == "started"
     assert [e["PipelineExecutionArn"] for e in pipeline_executions(stack)] == [delivery.result["execution_arn"]]
-    lock = ledger(stack).get_lock("retrain#closedloop-models")
+    lock = ledger(stack).get_lock("retrain#closedloop-loans")
     assert lock is not None and lock.execution_arn == delivery.result["execution_arn"]
 
 

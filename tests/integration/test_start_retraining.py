@@ -92,17 +92,17 @@ def test_an_alarm_entering_alarm_starts_the_pipeline_once(world: Stack, capsys: 
     assert parameters["PrepRunId"] == "run-7"
     assert parameters["TriggerKind"] == "alarm"
     assert parameters["TriggerReason"] == (
-        "closedloop-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127; threshold 0.2"
+        "closedloop-loans-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127; threshold 0.2"
     )
-    token = client_request_token("alarm", "closedloop-drift-features", event["detail"]["state"]["timestamp"])
+    token = client_request_token("alarm", "closedloop-loans-drift-features", event["detail"]["state"]["timestamp"])
     assert execution["PipelineExecutionDisplayName"] == f"alarm-{token[:12]}"
     # And the lock is bound to it, the cooldown runs, the decision and the metric are recorded
     records = ledger(world)
-    lock = records.get_lock("retrain#closedloop-models")
+    lock = records.get_lock("retrain#closedloop-loans")
     assert lock is not None and lock.execution_arn == execution["PipelineExecutionArn"]
-    cooldown = records.get_state(ledger_keys.cooldown("closedloop-models"))
+    cooldown = records.get_state(ledger_keys.cooldown("closedloop-loans"))
     assert cooldown is not None and cooldown["execution_arn"] == execution["PipelineExecutionArn"]
-    key = f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}"
+    key = f"alarm:closedloop-loans-drift-features@{event['detail']['state']['timestamp']}"
     [decision] = records.decisions_for(key)
     assert (decision.route, decision.action, decision.result) == ("alarm", "start_retraining", "started")
     assert decision.details["metric"] == "closedloop/Drift MaxFeaturePSI"
@@ -128,7 +128,7 @@ def test_an_alarm_flapping_ten_times_within_the_cooldown_retrains_once(
             arn = executions()[0]["PipelineExecutionArn"]
             finish_pipeline_execution(ACCOUNT, REGION, arn, "Succeeded")
             ledger(world).release_lock(
-                "retrain#closedloop-models", ledger(world).get_lock("retrain#closedloop-models").holder
+                "retrain#closedloop-loans", ledger(world).get_lock("retrain#closedloop-loans").holder
             )  # type: ignore[union-attr]
     # Then one retraining, and every other state change is a recorded suppression with its reason
     assert len(executions()) == 1
@@ -142,9 +142,9 @@ def test_an_alarm_flapping_ten_times_within_the_cooldown_retrains_once(
 def test_twenty_alarms_for_one_model_at_once_start_exactly_one_execution(world: Stack) -> None:
     handler = load_handler("start_retraining")
     now = datetime.now(UTC)
-    names = ["closedloop-drift-features", "closedloop-drift-predictions", "closedloop-drift-bias"]
+    names = ["closedloop-loans-drift-features", "closedloop-loans-drift-predictions", "closedloop-loans-drift-bias"]
     events = [parse_alarm_event(alarm_event(names[i % 3], at=now + timedelta(milliseconds=i))) for i in range(20)]
-    handler.retraining.register_lambda_context(FakeLambdaContext())
+    handler.retrainings["loans"].register_lambda_context(FakeLambdaContext())
     barrier = threading.Barrier(len(events))
     results: list[Any] = []
     errors: list[BaseException] = []
@@ -152,7 +152,7 @@ def test_twenty_alarms_for_one_model_at_once_start_exactly_one_execution(world: 
     def handle(event: Any) -> None:
         barrier.wait()
         try:
-            results.append(handler.retraining.handle(event))
+            results.append(handler.retrainings["loans"].handle(event))
         except BaseException as exc:
             errors.append(exc)
 
@@ -180,19 +180,19 @@ def test_a_lock_whose_holder_died_is_reclaimed_after_the_lease(world: Stack) -> 
     lease = timedelta(seconds=world.settings.pipeline_max_runtime_s)
     # Given a holder that took the lock and died, long enough ago that its lease ran out
     ledger(world, clock=lambda: now - lease - timedelta(minutes=1)).acquire_lock(
-        "retrain#closedloop-models", "alarm:crashed@earlier", lease, reason="crashed"
+        "retrain#closedloop-loans", "alarm:crashed@earlier", lease, reason="crashed"
     )
     # Then the next alarm takes the lock over and retrains
     assert invoke(handler, alarm_event(at=now))["result"] == "started"
-    lock = ledger(world).get_lock("retrain#closedloop-models")
-    assert lock is not None and lock.holder.startswith("alarm:closedloop-drift-features@")
+    lock = ledger(world).get_lock("retrain#closedloop-loans")
+    assert lock is not None and lock.holder.startswith("alarm:closedloop-loans-drift-features@")
 
 
 def test_a_lock_still_in_its_lease_suppresses(world: Stack) -> None:
     handler = load_handler("start_retraining")
     now = datetime.now(UTC)
     lease = timedelta(seconds=world.settings.pipeline_max_runtime_s)
-    ledger(world).acquire_lock("retrain#closedloop-models", "alarm:busy@now", lease, reason="busy")
+    ledger(world).acquire_lock("retrain#closedloop-loans", "alarm:busy@now", lease, reason="busy")
     outcome = invoke(handler, alarm_event(at=now))
     assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "retraining-running")
     assert executions() == []
@@ -222,7 +222,9 @@ def test_no_prepared_data_is_recorded_not_dropped(stack: Stack, capsys: pytest.C
     event = alarm_event(at=datetime.now(UTC))
     outcome = invoke(handler, event)
     assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "no-prepared-data")
-    [decision] = ledger(stack).decisions_for(f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}")
+    [decision] = ledger(stack).decisions_for(
+        f"alarm:closedloop-loans-drift-features@{event['detail']['state']['timestamp']}"
+    )
     assert decision.reason.startswith("no prepared data")
     assert emitted(capsys)["RetrainingsSuppressed"] == 1
 
@@ -246,7 +248,7 @@ def test_a_suppressed_composite_alarm_is_recorded_and_starts_nothing(
     handler = load_handler("start_retraining")
     # Given the published composite-alarm state change whose actions CloudWatch suppressed (WaitPeriod),
     # named as one of this stack's drift alarms, entering ALARM just now
-    event = suppressed_composite("closedloop-drift-predictions", datetime.now(UTC))
+    event = suppressed_composite("closedloop-loans-drift-predictions", datetime.now(UTC))
     assert event["detail"]["state"]["actionsSuppressedBy"] == "WaitPeriod"
     # When it reaches the function
     outcome = invoke(handler, event)
@@ -254,13 +256,13 @@ def test_a_suppressed_composite_alarm_is_recorded_and_starts_nothing(
     assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "actions-suppressed")
     assert executions() == []
     [decision] = ledger(world).decisions_for(
-        f"alarm:closedloop-drift-predictions@{event['detail']['state']['timestamp']}"
+        f"alarm:closedloop-loans-drift-predictions@{event['detail']['state']['timestamp']}"
     )
     assert decision.result == "suppressed"
     assert decision.details["suppressed_because"] == "actions-suppressed"
     assert decision.details["actions_suppressed_by"] == "WaitPeriod"
     assert "Actions suppressed by WaitPeriod" in decision.reason
-    assert ledger(world).get_lock("retrain#closedloop-models") is None
+    assert ledger(world).get_lock("retrain#closedloop-loans") is None
     assert emitted(capsys)["RetrainingsSuppressed"] == 1
 
 
@@ -291,7 +293,7 @@ def test_an_alarm_of_this_stack_that_is_not_declared_as_drift_never_retrains(
     assert executions() == []
     assert emitted(capsys)["AlarmsRejected"] == 1
     # And the endpoint health alarms, prefixed too, are recorded suppressions that start nothing
-    for name in ("closedloop-endpoint-5xx", "closedloop-endpoint-latency"):
+    for name in ("closedloop-loans-endpoint-5xx", "closedloop-loans-endpoint-latency"):
         outcome = invoke(handler, alarm_event(name, at=datetime.now(UTC)))
         assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", "operational-alarm")
     assert executions() == []
@@ -316,10 +318,12 @@ def test_an_alarm_state_too_old_or_from_the_future_is_refused_and_recorded(
     # Then nothing starts, and the ledger names the age (or lead) and the limit
     assert (outcome["result"], outcome["suppressed_because"]) == ("suppressed", code)
     assert executions() == []
-    [decision] = ledger(world).decisions_for(f"alarm:closedloop-drift-features@{event['detail']['state']['timestamp']}")
+    [decision] = ledger(world).decisions_for(
+        f"alarm:closedloop-loans-drift-features@{event['detail']['state']['timestamp']}"
+    )
     assert decision.result == "suppressed" and decision.details["suppressed_because"] == code
     assert says in decision.reason
-    assert ledger(world).get_lock("retrain#closedloop-models") is None
+    assert ledger(world).get_lock("retrain#closedloop-loans") is None
 
 
 def test_an_alarm_state_within_the_limit_still_retrains(world: Stack) -> None:
@@ -398,17 +402,17 @@ def test_the_rule_delivers_entries_of_the_declared_alarms_only(stack: Stack) -> 
     }
     events = [
         alarm_event(at=now),
-        alarm_event("closedloop-drift-predictions", at=now),
-        alarm_event("closedloop-drift-bias", at=now),
+        alarm_event("closedloop-loans-drift-predictions", at=now),
+        alarm_event("closedloop-loans-drift-bias", at=now),
         alarm_event(at=now, state="OK", previous="ALARM"),
         alarm_event(at=now, state="INSUFFICIENT_DATA"),
         alarm_event("closedloop-lambda-errors", at=now),
-        alarm_event("closedloop-endpoint-5xx", at=now),
+        alarm_event("closedloop-loans-endpoint-5xx", at=now),
         alarm_event("mm-quality-violations", at=now),
         alarm_event("someone-elses-alarm", at=now),
         *samples.values(),
     ]
-    drift = ["closedloop-drift-bias", "closedloop-drift-features", "closedloop-drift-predictions"]
+    drift = ["closedloop-loans-drift-bias", "closedloop-loans-drift-features", "closedloop-loans-drift-predictions"]
     # Without extra names: the three drift alarms entering ALARM, nothing else — not another alarm
     # that merely shares the prefix (Lambda errors, endpoint health, other kinds named closedloop-…)
     assert route(stack, "", events) == drift

@@ -59,7 +59,7 @@ def test_a_completed_processing_job_starts_the_pipeline_with_the_data_and_lineag
         lineage.PARAM_TRIGGER_REASON: (
             f"new prepared data: loans run {run.run_id}, 4000 rows from 1 files (0 quarantined)"
         ),
-        lineage.PARAM_MODEL_GROUP: "closedloop-models",
+        lineage.PARAM_MODEL_GROUP: "closedloop-loans",
     }
     sm = boto3.client("sagemaker", region_name=REGION)
     arn = outcome["execution_arn"]
@@ -67,7 +67,7 @@ def test_a_completed_processing_job_starts_the_pipeline_with_the_data_and_lineag
         "upload-"
     )
     # And the data is the group's latest prepared data (route 6 retrains on it)
-    latest = ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-models"))
+    latest = ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-loans"))
     assert latest is not None
     assert (latest["prepared_manifest_uri"], latest["data_uri"], latest["prep_run_id"], latest["dataset"]) == (
         run.prepared_manifest_uri,
@@ -125,7 +125,7 @@ def test_zero_rows_are_refused_recorded_and_notified(stack: Stack, handler: Any,
     # Then nothing trains; the refusal is recorded and a person is told
     assert outcome["result"] == "refused"
     assert executions() == []
-    assert ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-models")) is None
+    assert ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-loans")) is None
     [decision] = ledger(stack).decisions_for(f"run:loans/{run.run_id}")
     assert (decision.result, decision.details["quarantined_files"]) == ("refused", 2)
     [message] = inbox()
@@ -174,7 +174,7 @@ def test_an_out_of_order_older_run_does_not_replace_the_latest_prepared_data(sta
     # Both trained (each is new data), but "latest" stays the newest preparation
     assert late["result"] == "started" and not late["latest_prepared_updated"]
     assert len(executions()) == 2
-    latest = ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-models"))
+    latest = ledger(stack).get_state(ledger_keys.latest_prepared("closedloop-loans"))
     assert latest is not None and latest["prep_run_id"] == newer.run_id
 
 

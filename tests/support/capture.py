@@ -2,27 +2,38 @@
 
 Shared by the drift tests and `bench/drift_throughput.py`: rows come from the synthetic loans
 dataset, scores from a fixed logistic model of the features, files are SageMaker's JSON Lines
-under `capture/<endpoint>/<variant>/yyyy/mm/dd/hh/mm-ss-mmm-<uuid>.jsonl`.
+under `capture/<endpoint>/<variant>/yyyy/mm/dd/hh/mm-ss-mmm-<uuid>.jsonl`. Baselines are written
+by the training pipeline's own Baseline step (`pipelines/steps/baseline.py`), the only writer.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import csv
+import importlib.util
 import json
 import math
+import shutil
+import sys
+import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from closedloop import lineage
-from closedloop.drift.baseline import build_baseline
 from closedloop_ops import synthetic
 
 FEATURES = [name for name in synthetic.FEATURES if name != "group"]
 PROTECTED = "group"
 CATEGORICAL = ("purpose", "home_ownership")
+LABEL = "approved"
+STEPS = Path(__file__).resolve().parents[2] / "pipelines" / "steps"
+COPY = "baseline_copy"  # the split key telling the two copies of each row apart (see `pipeline_baseline`)
 
 
 def score(row: dict[str, str]) -> float:
@@ -40,18 +51,81 @@ def score(row: dict[str, str]) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+@cache
+def _step(name: str) -> ModuleType:
+    """A pipeline step script, loaded as its own module (the steps are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"closedloop_baseline_writer_{name}", STEPS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def _split_salt(common: ModuleType) -> str:
+    """A salt whose held-out split puts the copy "training" out of and the copy "held-out" in the held-out rows."""
+    for attempt in range(1000):
+        salt = f"baseline-{attempt}"
+        mask = common.holdout_mask([COPY], [["training"], ["held-out"]], COPY, salt, 0.5)
+        if mask.tolist() == [False, True]:
+            return salt
+    raise AssertionError("no salt splits the two copies")  # about one salt in four does
+
+
+def pipeline_baseline(
+    rows: Sequence[Mapping[str, str]],
+    *,
+    feature_types: Mapping[str, str],
+    label: str = LABEL,
+    protected_attribute: str | None = PROTECTED,
+    fixed_score: float | None = None,
+) -> dict[str, Any]:
+    """`baseline.json` as the pipeline's Baseline step writes it for `rows`, scored by the fixed model.
+
+    The step describes the features over a model's training rows and the scores and bias over its
+    held-out rows, recomputing the split from the model's metadata. Here the prepared data holds
+    every row twice, the copies told apart by a split key whose two values fall on either side of
+    the split, so every section of the baseline describes exactly `rows`. The model directory holds
+    the steps' `common.py` and, as `code/inference.py`, `support/fixed_model.py`, which scores with
+    `score` or gives every row `fixed_score`. `feature_types` (name → "numeric" or "categorical")
+    is the feature order; rows without a `label` value are left out, as training leaves them out.
+    """
+    common, step = _step("common"), _step("baseline")
+    order = list(feature_types)
+    header = [*order, *([protected_attribute] if protected_attribute else []), label, COPY]
+    table = [[row.get(name, "") for name in header[:-1]] + [copy] for copy in ("training", "held-out") for row in rows]
+    labelled = sum(1 for row in rows if row.get(label, "").strip())
+    salt = _split_salt(common)
+    meta = {
+        "dataset": "loans",
+        "label": label,
+        "favourable_label": "1",
+        "protected_attribute": protected_attribute,
+        "feature_order": order,
+        "feature_types": dict(feature_types),
+        "split": {"key": COPY, "salt": salt, "test_fraction": 0.5, "rows_train": labelled, "rows_test": labelled},
+        "fixed_score": fixed_score,
+    }
+    with tempfile.TemporaryDirectory(prefix="closedloop-baseline-test-") as workdir:
+        root = Path(workdir)
+        data, model, output = root / "prepared" / "data.csv", root / "model", root / "baseline"
+        data.parent.mkdir()
+        with data.open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows([header, *table])
+        (model / "code").mkdir(parents=True)
+        shutil.copyfile(STEPS / "common.py", model / "code" / "common.py")
+        shutil.copyfile(Path(__file__).with_name("fixed_model.py"), model / "code" / "inference.py")
+        (model / "model_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        step.baseline(step.parse_args(["--model", str(model), "--data", str(data), "--output", str(output)]))
+        document: dict[str, Any] = json.loads((output / "baseline.json").read_text(encoding="utf-8"))
+    return document
+
+
 def baseline_document(n: int = 4000, seed: int = 1, drift: synthetic.Drift = synthetic.NO_DRIFT) -> dict[str, Any]:
     """`baseline.json` of `n` rows (undrifted unless `drift` says otherwise) and the model's scores on them."""
     rows = list(synthetic.rows(n, seed=seed, drift=drift))
-    return build_baseline(
-        rows,
-        feature_order=FEATURES,
-        label="approved",
-        scores=[score(r) for r in rows],
-        protected_attribute=PROTECTED,
-        disadvantaged_group="B",
-        categorical=CATEGORICAL,
-    )
+    types = {name: "categorical" if name in CATEGORICAL else "numeric" for name in FEATURES}
+    return pipeline_baseline(rows, feature_types=types)
 
 
 def bias_report(dppl: float, disadvantaged: str = "B") -> dict[str, Any]:

@@ -98,10 +98,10 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, captured.out, captured.err
 
 
-def register_copy(loop: LocalLoop, version: int) -> int:
-    """Register a new pending version with the evidence and lineage of `version` (a retrained twin)."""
+def register_copy(loop: LocalLoop, version: int, line: str = "loans") -> int:
+    """Register a new pending version of a line with the evidence and lineage of `version` (a retrained twin)."""
     sm = loop.client("sagemaker")
-    group = loop.output("ModelPackageGroupName")
+    group = f"{loop.output('ResourcePrefix')}-{line}"
     arn = f"arn:aws:sagemaker:{loop.stack.region}:{ACCOUNT}:model-package/{group}/{version}"
     described = sm.describe_model_package(ModelPackageName=arn)
     copied = {

@@ -26,16 +26,16 @@ from support.events import load_event, sqs_batch
 from support.handlers import FakeLambdaContext, load_handler
 from support.stack import ACCOUNT, REGION, Stack
 
-GROUP = "closedloop-models"
-ENDPOINT = "closedloop-endpoint"
+GROUP = "closedloop-loans"
+ENDPOINT = "closedloop-loans"
 GATE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-ApprovalGateFunctionRole-1AB2C3D4"
 OFFICER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ComplianceOfficer"
 ALARMS = (
-    "closedloop-endpoint-5xx",
-    "closedloop-endpoint-latency",
-    "closedloop-drift-features",
-    "closedloop-drift-predictions",
-    "closedloop-drift-bias",
+    "closedloop-loans-endpoint-5xx",
+    "closedloop-loans-endpoint-latency",
+    "closedloop-loans-drift-features",
+    "closedloop-loans-drift-predictions",
+    "closedloop-loans-drift-bias",
 )
 IMAGE = f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
 

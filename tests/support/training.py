@@ -22,7 +22,7 @@ from support.events import load_event
 from support.stack import ACCOUNT, REGION, Stack
 
 PIPELINE = "closedloop-training"
-GROUP = "closedloop-models"
+GROUP = "closedloop-loans"
 IMAGE = f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
 PARAMETERS = [
     lineage.PARAM_INPUT_DATA,
@@ -238,10 +238,14 @@ def bias_report(di: float | None = 0.94, dppl: float | None = 0.046) -> dict[str
     }
 
 
-def start_execution(pipeline: str = PIPELINE, token: str = "") -> str:
+def start_execution(pipeline: str = PIPELINE, token: str = "", group: str = "closedloop-loans") -> str:
+    """An execution of the shared pipeline for a line's model group (as routes 2 and 6 start them)."""
     request: dict[str, Any] = {
         "PipelineName": pipeline,
-        "PipelineParameters": [{"Name": lineage.PARAM_INPUT_DATA, "Value": "s3://d/x.csv"}],
+        "PipelineParameters": [
+            {"Name": lineage.PARAM_INPUT_DATA, "Value": "s3://d/x.csv"},
+            {"Name": lineage.PARAM_MODEL_GROUP, "Value": group},
+        ],
     }
     if token:
         request["ClientRequestToken"] = token

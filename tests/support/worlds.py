@@ -33,9 +33,9 @@ PREPARED = {
     "code_version": "sha256:0f3c",
 }
 DRIFT_ALARMS = (
-    ("closedloop-drift-features", "MaxFeaturePSI"),
-    ("closedloop-drift-predictions", "PredictionKS"),
-    ("closedloop-drift-bias", "BiasDrift"),
+    ("closedloop-loans-drift-features", "MaxFeaturePSI"),
+    ("closedloop-loans-drift-predictions", "PredictionKS"),
+    ("closedloop-loans-drift-bias", "BiasDrift"),
 )
 
 
@@ -111,7 +111,7 @@ def retraining_world(stack: Stack) -> Stack:
 
 
 def alarm_event(
-    name: str = "closedloop-drift-features", *, at: datetime, state: str = "ALARM", previous: str = "OK"
+    name: str = "closedloop-loans-drift-features", *, at: datetime, state: str = "ALARM", previous: str = "OK"
 ) -> dict[str, Any]:
     """An alarm state change as EventBridge delivers it (shaped like events/alarm_state_change.json)."""
     event = copy.deepcopy(load_event("alarm_state_change"))

@@ -29,7 +29,7 @@ POLICY = ApprovalPolicy(
     min_disparate_impact=0.8,
     max_abs_dppl=0.1,
 )
-ARN = "arn:aws:sagemaker:eu-west-1:111122223333:model-package/closedloop-models/4"
+ARN = "arn:aws:sagemaker:eu-west-1:111122223333:model-package/closedloop-loans/4"
 
 
 def good(**changes: Any) -> Evidence:
@@ -261,10 +261,10 @@ def test_a_bias_report_without_facets_is_refused(document: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     ("arn", "expected"),
     [
-        (ARN, ("closedloop-models", 4)),
+        (ARN, ("closedloop-loans", 4)),
         ("arn:aws:sagemaker:eu-west-1:111122223333:model-package/other-models/12", ("other-models", 12)),
         ("arn:aws:sagemaker:eu-west-1:111122223333:model-package/unversioned", None),
-        ("arn:aws:sagemaker:eu-west-1:111122223333:model/closedloop-models/4", None),
+        ("arn:aws:sagemaker:eu-west-1:111122223333:model/closedloop-loans/4", None),
     ],
 )
 def test_group_and_version_of_a_package_arn(arn: str, expected: tuple[str, int] | None) -> None:

@@ -84,7 +84,7 @@ def test_an_unsupported_file_type_names_the_file_and_the_dataset() -> None:
 
 
 def test_an_unknown_dataset_is_its_own_error() -> None:
-    with pytest.raises(UnknownDatasetError, match="no policy"):
+    with pytest.raises(UnknownDatasetError, match="no model line"):
         parse("raw/payroll/x.csv")
 
 

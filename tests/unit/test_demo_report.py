@@ -12,7 +12,7 @@ import pytest
 from closedloop_ops.local.report import TONES, write_report
 
 SVG = "{http://www.w3.org/2000/svg}"
-PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/closedloop-models/{}"
+PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/closedloop-loans/{}"
 
 
 def entry(second: float, route: str, event: str, action: str, result: str) -> dict[str, str]:
@@ -36,23 +36,23 @@ def a_report() -> dict[str, Any]:
         entry(9.0, "pipeline-finished", PACKAGE.format(1), "approval_gate", "approved"),
         entry(9.5, "model-approval", PACKAGE.format(1), "deploy", "deploying"),
         entry(10.0, "deployment-outcome", PACKAGE.format(1), "record_outcome", "live"),
-        entry(12.0, "drift-monitor", "drift:closedloop-endpoint", "measure_drift", "published"),
-        entry(14.0, "drift-monitor", "drift:closedloop-endpoint", "measure_drift", "published"),
-        entry(14.1, "local", "alarm", "closedloop-drift-features", "OK → ALARM"),
-        entry(14.3, "alarm", "alarm:closedloop-drift-features@t", "start_retraining", "started"),
-        entry(14.4, "alarm", "alarm:closedloop-drift-predictions@t", "start_retraining", "suppressed"),
+        entry(12.0, "drift-monitor", "drift:closedloop-loans", "measure_drift", "published"),
+        entry(14.0, "drift-monitor", "drift:closedloop-loans", "measure_drift", "published"),
+        entry(14.1, "local", "alarm", "closedloop-loans-drift-features", "OK → ALARM"),
+        entry(14.3, "alarm", "alarm:closedloop-loans-drift-features@t", "start_retraining", "started"),
+        entry(14.4, "alarm", "alarm:closedloop-loans-drift-predictions@t", "start_retraining", "suppressed"),
         entry(20.0, "pipeline-finished", PACKAGE.format(2), "approval_gate", "approved"),
         entry(21.0, "deployment-outcome", PACKAGE.format(2), "record_outcome", "live"),
     ]
     chain = {
         "inference": {"inference_id": "demo-post-retraining-1", "inference_time": "2026-11-27T07:21:22Z"},
-        "endpoint_config": {"endpoint": "closedloop-endpoint", "name": "closedloop-endpoint-v2-1"},
-        "model_version": {"group": "closedloop-models", "version": 2, "status": "Approved"},
+        "endpoint_config": {"endpoint": "closedloop-loans", "name": "closedloop-loans-v2-1"},
+        "model_version": {"group": "closedloop-loans", "version": 2, "status": "Approved"},
         "approval_decision": {"status": "Approved", "decided_by": "policy approval-policy/1 (auto mode)"},
         "pipeline_execution": {
             "arn": "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/closedloop-training/execution/ex1",
             "trigger": "alarm",
-            "trigger_reason": "closedloop-drift-features closedloop/Drift MaxFeaturePSI = 7.54101 threshold 0.2",
+            "trigger_reason": "closedloop-loans-drift-features closedloop/Drift MaxFeaturePSI = 7.54101 threshold 0.2",
         },
         "prepared_data": {"prep_run_id": "abc", "rows": 3000},
         "raw_objects": [{"key": f"raw/loans/applications-00{i}.csv", "version_id": f"v{i}"} for i in range(3)],
@@ -64,7 +64,7 @@ def a_report() -> dict[str, Any]:
         return {
             "alarm": alarm,
             "metric": metric,
-            "dimensions": {"Endpoint": "closedloop-endpoint"},
+            "dimensions": {"Endpoint": "closedloop-loans"},
             "threshold": threshold,
             "comparison": "GreaterThanThreshold",
             "points": points,
@@ -78,10 +78,10 @@ def a_report() -> dict[str, Any]:
         "events_in_dlq": 0,
         "lineage": chain,
         "side_effects_without_decision": 1,
-        "side_effects_unexplained": [{"kind": "endpoint_update", "subject": "closedloop-endpoint"}],
+        "side_effects_unexplained": [{"kind": "endpoint_update", "subject": "closedloop-loans"}],
         "drift_metrics": [
-            series("closedloop-drift-features", "MaxFeaturePSI", 0.2, [0.05, 7.54]),
-            series("closedloop-drift-predictions", "PredictionKS", 0.15, [0.05, 0.74]),
+            series("closedloop-loans-drift-features", "MaxFeaturePSI", 0.2, [0.05, 7.54]),
+            series("closedloop-loans-drift-predictions", "PredictionKS", 0.15, [0.05, 0.74]),
         ],
     }
 
@@ -121,7 +121,8 @@ def test_the_pictures_are_svg_with_labelled_lanes_a_legend_and_the_key_events_na
     # the colours and shapes have a legend
     assert {text for _, _, text in TONES.values()} <= set(timeline)
     # the key events are named on the picture, not only in hover titles
-    named = {"upload", "v1 approved", "v1 live", "ALARM drift-features", "retraining started", "v2 approved", "v2 live"}
+    named = {"upload", "v1 approved", "v1 live", "ALARM loans-drift-features", "retraining started", "v2 approved"}
+    named.add("v2 live")
     assert named <= set(timeline)
     # one marker per timeline entry
     assert len(re.findall(r'id="event-\d+"', paths["svg"].read_text())) == len(report["timeline"])
@@ -144,8 +145,8 @@ def test_drift_is_plotted_against_the_alarm_thresholds(written: tuple[dict[str, 
     drift = texts(paths["drift"])
     # Then every metric has its panel and its alarm's threshold, values are labelled, the rollout marked
     assert {"MaxFeaturePSI", "PredictionKS"} <= set(drift)
-    assert "threshold 0.2 (alarm closedloop-drift-features)" in drift
-    assert "threshold 0.15 (alarm closedloop-drift-predictions)" in drift
+    assert "threshold 0.2 (alarm closedloop-loans-drift-features)" in drift
+    assert "threshold 0.15 (alarm closedloop-loans-drift-predictions)" in drift
     assert {"7.54", "0.74", "retraining started", "v2 live"} <= set(drift)
 
 
@@ -164,6 +165,55 @@ def test_report_md_draws_the_lineage_and_counts_side_effects_without_a_decision(
     assert '"kind": "endpoint_update"' in markdown
     # And the lineage picture is the graph `closedloop lineage --format dot` gives, its labels whole
     lineage = " ".join(texts(paths["lineage"]))
-    assert "model version closedloop-models/2" in lineage and "prepared data" in lineage
+    assert "model version closedloop-loans/2" in lineage and "prepared data" in lineage
     assert "MaxFeaturePSI = 7.54101 threshold 0.2" in lineage
     assert all(f"raw/loans/applications-00{i}.csv" in lineage for i in range(3))
+
+
+def two_lines_report() -> dict[str, Any]:
+    """A demo of two model lines: both deployed, only loans drifted and was retrained."""
+    churn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/closedloop-churn/{}"
+    timeline = [
+        {**entry(0.0, "local", "upload", "3 files with PII to raw/loans/", "3000 applications"), "line": "loans"},
+        {**entry(0.1, "local", "upload", "3 files with PII to raw/churn/", "3000 subscriptions"), "line": "churn"},
+        {**entry(1.0, "data-arrival", "run:loans/abc", "start_data_prep", "started"), "line": "loans"},
+        {**entry(1.1, "data-arrival", "run:churn/def", "start_data_prep", "started"), "line": "churn"},
+        {**entry(9.0, "pipeline-finished", PACKAGE.format(1), "approval_gate", "approved"), "line": "loans"},
+        {**entry(9.2, "pipeline-finished", churn.format(1), "approval_gate", "approved"), "line": "churn"},
+        {**entry(10.0, "deployment-outcome", PACKAGE.format(1), "record_outcome", "live"), "line": "loans"},
+        {**entry(10.2, "deployment-outcome", churn.format(1), "record_outcome", "live"), "line": "churn"},
+        {**entry(14.1, "local", "alarm", "closedloop-loans-drift-features", "OK → ALARM"), "line": "loans"},
+        {**entry(20.0, "deployment-outcome", PACKAGE.format(2), "record_outcome", "live"), "line": "loans"},
+        entry(20.5, "local", "local loop", "moto", "stopped"),
+    ]
+    return {
+        "wall_seconds": 21.0,
+        "timeline": timeline,
+        "model_versions_deployed": [1, 1, 2],
+        "retrainings": 1,
+        "model_lines": {
+            "loans": {"model_versions_deployed": [1, 2], "retrainings": 1, "endpoint": "closedloop-loans"},
+            "churn": {"model_versions_deployed": [1], "retrainings": 0, "endpoint": "closedloop-churn"},
+        },
+        "events_in_dlq": 0,
+    }
+
+
+def test_the_timeline_has_a_lane_per_line_and_route(tmp_path: Path) -> None:
+    # Given the report of two lines, each entry about one line except the loop's own note
+    report = two_lines_report()
+    # When it is written
+    paths = write_report(report, tmp_path)
+    # Then each route's lane is split per line, in the order the lines first appear, the loop's lane is not
+    timeline = texts(paths["svg"])
+    labels = timeline[timeline.index("upload to raw/") : timeline.index("local loop") + 1]
+    routes = ("upload to raw/", "1 data arrival", "3 approval gate", "5 deployment")
+    split = [part for route in routes for line in ("loans", "churn") for part in (route, line)]
+    assert labels == [*split, "CloudWatch alarms", "loans", "local loop"]
+    # and every entry still has its marker
+    assert len(re.findall(r'id="event-\d+"', paths["svg"].read_text())) == len(report["timeline"])
+    # And report.md states each line's figures under the totals
+    markdown = paths["markdown"].read_text()
+    assert "- model versions deployed: 1, 1, 2\n- retrainings: 1\n" in markdown
+    assert "  - model line loans (closedloop-loans): versions deployed 1, 2, retrainings 1\n" in markdown
+    assert "  - model line churn (closedloop-churn): versions deployed 1, retrainings 0\n" in markdown

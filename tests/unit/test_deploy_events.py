@@ -23,7 +23,7 @@ def test_the_approved_and_rejected_samples_parse() -> None:
     approved = ModelPackageStateChangeEvent.model_validate(load_event("model_package_approved"))
     rejected = ModelPackageStateChangeEvent.model_validate(load_event("model_package_rejected"))
     assert (approved.detail.approval_status, rejected.detail.approval_status) == ("Approved", "Rejected")
-    assert approved.detail.version == 3 and approved.detail.group == "closedloop-models"
+    assert approved.detail.version == 3 and approved.detail.group == "closedloop-loans"
     # CreationTime is epoch milliseconds in what SageMaker sends
     assert approved.detail.created_at == datetime(2026, 11, 27, 11, 40, 16, 480000, tzinfo=UTC)
 
@@ -87,7 +87,7 @@ def test_the_endpoint_samples_parse_into_their_own_models() -> None:
     assert state.time == datetime(2026, 11, 27, 12, 5, 31, 904000, tzinfo=UTC)
     assert (state.detail.status, api_status(state.detail.status)) == ("IN_SERVICE", "InService")
     assert progress.detail.pending is not None
-    assert progress.detail.pending.endpoint_config == "closedloop-endpoint-v3-b71d24f0"
+    assert progress.detail.pending.endpoint_config == "closedloop-loans-v3-b71d24f0"
     assert progress.detail.pending.variants[0].statuses[0].status == "Baking"
 
 

@@ -32,8 +32,8 @@ def settings(**overrides: str) -> Settings:
 def package(version: int = 3, *, by: str = "", status: str = "Approved", **fields: object) -> ModelPackage:
     values: dict[str, object] = {"package_status": "Completed", **fields}
     return ModelPackage(
-        arn=f"arn:aws:sagemaker:eu-west-1:{ACCT}:model-package/closedloop-models/{version}",
-        group="closedloop-models",
+        arn=f"arn:aws:sagemaker:eu-west-1:{ACCT}:model-package/closedloop-loans/{version}",
+        group="closedloop-loans",
         version=version,
         approval_status=status,
         approved_by=by,

@@ -29,9 +29,9 @@ from closedloop.settings import Settings
 from support.stack import stack_env
 
 ACCOUNT = "123456789012"
-PACKAGE_ARN = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/closedloop-models/3"
+PACKAGE_ARN = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/closedloop-loans/3"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-ModelExecutionRole"
-ALARMS = "closedloop-endpoint-5xx,closedloop-endpoint-latency,closedloop-drift-features"
+ALARMS = "closedloop-loans-endpoint-5xx,closedloop-loans-endpoint-latency,closedloop-loans-drift-features"
 APPROVAL = f"manual:arn:aws:sts::{ACCOUNT}:assumed-role/ComplianceOfficer/jane"
 
 
@@ -41,7 +41,7 @@ def settings(**overrides: str) -> Settings:
 
 PACKAGE = ModelPackage(
     arn=PACKAGE_ARN,
-    group="closedloop-models",
+    group="closedloop-loans",
     version=3,
     approval_status="Approved",
     package_status="Completed",
@@ -82,8 +82,8 @@ def stub(client: Any) -> Iterator[Stubber]:
 def test_names_are_deterministic_valid_and_inside_the_iam_scope() -> None:
     s = settings()
     assert model_name(s, PACKAGE) == model_name(s, PACKAGE)
-    assert model_name(s, PACKAGE).startswith("closedloop-endpoint-v3-")
-    assert endpoint_config_name(s, PACKAGE).startswith("closedloop-endpoint-v3-")
+    assert model_name(s, PACKAGE).startswith("closedloop-loans-v3-")
+    assert endpoint_config_name(s, PACKAGE).startswith("closedloop-loans-v3-")
     # a setting that shapes the config gives a new config (and so a real rollout), not a new model
     bigger = settings(ENDPOINT_INSTANCE_TYPE="ml.c5.xlarge")
     assert endpoint_config_name(bigger, PACKAGE) != endpoint_config_name(s, PACKAGE)
@@ -104,7 +104,7 @@ def test_create_model_request_is_exactly_the_package_version(client: Any, stub: 
             "Tags": TAGS,
         },
     )
-    assert Hosting(client, "closedloop-endpoint").ensure_model(request) is True
+    assert Hosting(client, "closedloop-loans").ensure_model(request) is True
 
 
 def test_create_endpoint_config_request_captures_csv_to_the_capture_bucket(client: Any, stub: Stubber) -> None:
@@ -134,7 +134,7 @@ def test_create_endpoint_config_request_captures_csv_to_the_capture_bucket(clien
             "Tags": TAGS,
         },
     )
-    assert Hosting(client, "closedloop-endpoint").ensure_endpoint_config(request) is True
+    assert Hosting(client, "closedloop-loans").ensure_endpoint_config(request) is True
 
 
 @pytest.mark.parametrize(
@@ -160,12 +160,12 @@ def test_update_endpoint_request_carries_the_blue_green_policy(
 ) -> None:
     s = settings(**routing, TERMINATION_WAIT_SECONDS="900", MAX_EXECUTION_TIMEOUT_SECONDS="7200")
     config = endpoint_config_name(s, PACKAGE)
-    request = build_update_endpoint_request(s, config, build_deployment_config(s, ["closedloop-endpoint-5xx"]))
+    request = build_update_endpoint_request(s, config, build_deployment_config(s, ["closedloop-loans-endpoint-5xx"]))
     stub.add_response(
         "update_endpoint",
-        {"EndpointArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-endpoint"},
+        {"EndpointArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-loans"},
         expected_params={
-            "EndpointName": "closedloop-endpoint",
+            "EndpointName": "closedloop-loans",
             "EndpointConfigName": config,
             "DeploymentConfig": {
                 "BlueGreenUpdatePolicy": {
@@ -173,11 +173,11 @@ def test_update_endpoint_request_carries_the_blue_green_policy(
                     "TerminationWaitInSeconds": 900,
                     "MaximumExecutionTimeoutInSeconds": 7200,
                 },
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "closedloop-endpoint-5xx"}]},
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "closedloop-loans-endpoint-5xx"}]},
             },
         },
     )
-    Hosting(client, "closedloop-endpoint").update_endpoint(request)
+    Hosting(client, "closedloop-loans").update_endpoint(request)
 
 
 def test_deployment_config_defaults_to_every_configured_alarm_and_omits_rollback_without_alarms() -> None:
@@ -192,10 +192,10 @@ def test_create_endpoint_request(client: Any, stub: Stubber) -> None:
     s = settings()
     stub.add_response(
         "create_endpoint",
-        {"EndpointArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-endpoint"},
-        expected_params={"EndpointName": "closedloop-endpoint", "EndpointConfigName": "cfg", "Tags": TAGS},
+        {"EndpointArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-loans"},
+        expected_params={"EndpointName": "closedloop-loans", "EndpointConfigName": "cfg", "Tags": TAGS},
     )
-    Hosting(client, "closedloop-endpoint").create_endpoint(
+    Hosting(client, "closedloop-loans").create_endpoint(
         build_create_endpoint_request(s, "cfg", tags=lineage_tags(PACKAGE, APPROVAL))
     )
 
@@ -207,8 +207,8 @@ def test_an_update_refused_while_another_runs_is_endpoint_busy(client: Any, stub
         service_message=f'Cannot update in-progress endpoint "arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/e".',
     )
     with pytest.raises(EndpointBusyError) as exc:
-        Hosting(client, "closedloop-endpoint").update_endpoint(
-            {"EndpointName": "closedloop-endpoint", "EndpointConfigName": "cfg"}
+        Hosting(client, "closedloop-loans").update_endpoint(
+            {"EndpointName": "closedloop-loans", "EndpointConfigName": "cfg"}
         )
     assert exc.value.retryable
 
@@ -220,7 +220,7 @@ def test_creating_what_exists_is_finding_it(client: Any, stub: Stubber) -> None:
             service_error_code="ValidationException",
             service_message=f'Cannot create already existing {label} "arn:aws:sagemaker:eu-west-1:{ACCOUNT}:x/y".',
         )
-    hosting = Hosting(client, "closedloop-endpoint")
+    hosting = Hosting(client, "closedloop-loans")
     assert hosting.ensure_model({"ModelName": "m"}) is False
     variant = {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
     assert hosting.ensure_endpoint_config({"EndpointConfigName": "c", "ProductionVariants": [variant]}) is False
@@ -228,20 +228,20 @@ def test_creating_what_exists_is_finding_it(client: Any, stub: Stubber) -> None:
 
 def test_the_serving_version_is_read_from_the_config_lineage(client: Any, stub: Stubber) -> None:
     endpoint = Endpoint(
-        name="closedloop-endpoint",
-        arn=f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-endpoint",
+        name="closedloop-loans",
+        arn=f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/closedloop-loans",
         status="InService",
-        config_name="closedloop-endpoint-v3-ABC",
+        config_name="closedloop-loans-v3-ABC",
     )
     stub.add_response(
         "list_tags",
         {"Tags": TAGS},
         expected_params={
-            "ResourceArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint-config/closedloop-endpoint-v3-abc",
+            "ResourceArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint-config/closedloop-loans-v3-abc",
             "MaxResults": 100,
         },
     )
-    serving = Hosting(client, "closedloop-endpoint").serving(endpoint)
+    serving = Hosting(client, "closedloop-loans").serving(endpoint)
     assert serving is not None and (serving.model_package_arn, serving.version) == (PACKAGE_ARN, 3)
 
 

@@ -25,15 +25,15 @@ def sample(name: str) -> dict[str, Any]:
 
 def test_the_route_sample_is_a_drift_alarm_entering_alarm() -> None:
     event = parse_alarm_event(load_event("alarm_state_change"))
-    assert event.detail.alarm_name == "closedloop-drift-features"
-    assert event.alarm_arn == "arn:aws:cloudwatch:eu-west-1:111122223333:alarm:closedloop-drift-features"
+    assert event.detail.alarm_name == "closedloop-loans-drift-features"
+    assert event.alarm_arn == "arn:aws:cloudwatch:eu-west-1:111122223333:alarm:closedloop-loans-drift-features"
     assert event.entered_alarm
     assert event.detail.state.timestamp == "2026-11-27T10:02:11.322+0000"
     assert event.detail.state.at.isoformat() == "2026-11-27T10:02:11.322000+00:00"
     summary = event.trigger_summary()
     assert summary == {"metric": "closedloop/Drift MaxFeaturePSI", "value": 0.4127, "threshold": 0.2}
     assert trigger_reason(event.detail.alarm_name, summary) == (
-        "closedloop-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127; threshold 0.2"
+        "closedloop-loans-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127; threshold 0.2"
     )
 
 
@@ -52,8 +52,8 @@ def test_every_alarm_kind_arrives_in_one_shape(name: str, metric: str | None, pr
     summary = event.trigger_summary()
     assert summary.get("metric") == metric
     if name.startswith("composite"):
-        assert summary["rule"].startswith("ALARM(closedloop-drift-features)")
-        assert summary["triggered_by"] == ["closedloop-drift-predictions"]
+        assert summary["rule"].startswith("ALARM(closedloop-loans-drift-features)")
+        assert summary["triggered_by"] == ["closedloop-loans-drift-predictions"]
         assert event.detail.state.actions_suppressed_by == "WaitPeriod"
         assert event.detail.state.actions_suppressed_reason == "Actions suppressed by WaitPeriod"
         assert event.detail.state.actions_suppressed

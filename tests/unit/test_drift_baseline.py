@@ -1,16 +1,19 @@
-"""baseline.json and bias.json: the contract's formats, and the baseline builder that follows them."""
+"""baseline.json and bias.json: the contract's formats, and the pipeline's Baseline step that writes them."""
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from closedloop.drift.baseline import Baseline, BiasReport, build_baseline, spread_sample
+from closedloop.drift.baseline import Baseline, BiasReport
+from closedloop.drift.capture import read_capture
 from closedloop.drift.sketch import DriftPlan
-from support.capture import FEATURES, baseline_document, bias_report
+from closedloop_ops import synthetic
+from support.capture import FEATURES, baseline_document, bias_report, capture_file
 
 CONTRACT_BASELINE: dict[str, Any] = {
     "schema": "closedloop.baseline/1",
@@ -114,8 +117,8 @@ def test_broken_baselines_are_rejected(mutate: Any) -> None:
         Baseline.model_validate(document)
 
 
-def test_built_baselines_follow_the_contract() -> None:
-    # Given the baseline of 4,000 synthetic rows and the model's scores on them
+def test_baselines_the_pipeline_step_writes_follow_the_contract() -> None:
+    # Given the baseline the pipeline's Baseline step writes for 4,000 synthetic rows and their scores
     document = baseline_document(n=4000)
     baseline = Baseline.model_validate(document)
     # Then every feature is described, numeric ones with 11 edges, deciles and a sorted sample
@@ -135,16 +138,29 @@ def test_built_baselines_follow_the_contract() -> None:
     assert baseline.prediction is not None and len(baseline.prediction.score_sample) == 1000
     bias = document["bias"]
     assert (bias["advantaged_group"], bias["disadvantaged_group"]) == ("A", "B")
-    assert bias["dppl"] == pytest.approx(bias["positive_rates"]["A"] - bias["positive_rates"]["B"])
-
-
-def test_builder_refusals_and_small_samples() -> None:
-    with pytest.raises(ValueError, match="rows"):
-        build_baseline([], feature_order=["a"], label="y")
-    with pytest.raises(ValueError, match="no values"):
-        build_baseline([{"a": ""}], feature_order=["a"], label="y")
-    with pytest.raises(ValueError, match="two groups"):
-        build_baseline([{"a": "1", "g": "A"}], feature_order=["a"], label="y", protected_attribute="g")
-    assert spread_sample([1.0, 2.0, 3.0], 10) == [1.0, 2.0, 3.0]
-    assert spread_sample([float(i) for i in range(101)], 3) == [0.0, 50.0, 100.0]
+    assert bias["dppl"] == pytest.approx(bias["positive_rates"]["A"] - bias["positive_rates"]["B"], abs=1e-5)
     assert bias_report(0.03)["post_training_bias_metrics"]["facets"]["group"][0]["value_or_threshold"] == "B"
+
+
+def test_the_monitor_measures_no_drift_between_a_baseline_and_its_own_rows() -> None:
+    # Given the pipeline step's baseline of 4,000 rows, read and accepted by the monitor's reader
+    rows = list(synthetic.rows(4000, seed=1))
+    plan = DriftPlan(Baseline.model_validate(baseline_document(n=4000, seed=1)))
+    # When the very same rows and scores are captured and measured against it
+    sketch = plan.new_sketch()
+    capture = capture_file(rows, start=datetime(2026, 11, 27, tzinfo=UTC), rows_per_request=5)
+    for request in read_capture([capture]):
+        assert sketch.add_request(request.inputs, request.outputs)
+    report = plan.report(sketch)
+    # Then both sides bin every value alike: PSI 0 for every feature
+    assert (report.records, report.invalid_rows) == (4000, 0)
+    assert {f.feature: f.psi for f in report.features} == pytest.approx(dict.fromkeys(FEATURES, 0.0), abs=1e-9)
+    # And next to 0 for the scores: the endpoint answers with 6 decimals and the step publishes its
+    # edges rounded to 6 decimals, so a score within 5e-7 of an edge may land in the next bin (one
+    # score of 4,000 moved gives 1.25e-6; a binning rule off by one bin would give far more)
+    assert report.prediction_psi is not None and 0.0 <= report.prediction_psi < 1e-5
+    # And the positive rate and the DPPL are the baseline's own
+    assert plan.baseline.prediction is not None
+    assert report.positive_rate == pytest.approx(plan.baseline.prediction.positive_rate, abs=1e-6)
+    assert report.bias is not None and report.bias.raw_change == pytest.approx(0.0, abs=1e-5)
+    assert report.bias.drift == 0.0

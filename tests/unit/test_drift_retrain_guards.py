@@ -146,6 +146,10 @@ class FakeSageMaker:
         )
         return {"PipelineExecutionArn": arn}
 
+    def list_pipeline_parameters_for_execution(self, PipelineExecutionArn: str, MaxResults: int) -> dict[str, Any]:
+        [execution] = [e for e in self.executions if e["PipelineExecutionArn"] == PipelineExecutionArn]
+        return {"PipelineParameters": execution.get("request", {}).get("PipelineParameters", [])}
+
     def finish_all(self, status: str = "Succeeded") -> None:
         for execution in self.executions:
             execution["PipelineExecutionStatus"] = status
@@ -204,7 +208,9 @@ class World:
         self.ledger.put_state(ledger_keys.latest_prepared(self.settings.model_package_group), PREPARED)
         self.seq = 0
 
-    def alarm(self, name: str = "closedloop-drift-features", *, previous: str = "OK", state: str = "ALARM") -> Any:
+    def alarm(
+        self, name: str = "closedloop-loans-drift-features", *, previous: str = "OK", state: str = "ALARM"
+    ) -> Any:
         self.seq += 1
         event = load_event("alarm_state_change")
         event["id"] = f"evt-{self.seq}"
@@ -234,11 +240,13 @@ def test_an_alarm_entering_alarm_starts_one_retraining_and_a_cooldown(world: Wor
     assert outcome.execution_arn == execution["PipelineExecutionArn"]
     parameters = {p["Name"]: p["Value"] for p in execution["request"]["PipelineParameters"]}
     assert parameters["TriggerKind"] == "alarm"
-    assert parameters["TriggerReason"].startswith("closedloop-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127")
+    assert parameters["TriggerReason"].startswith(
+        "closedloop-loans-drift-features; closedloop/Drift MaxFeaturePSI = 0.4127"
+    )
     assert parameters["InputDataUri"] == PREPARED["data_uri"]
-    lock = world.ledger.get_lock("retrain#closedloop-models")
+    lock = world.ledger.get_lock("retrain#closedloop-loans")
     assert lock is not None and lock.execution_arn == outcome.execution_arn
-    cooldown = world.ledger.get_state(ledger_keys.cooldown("closedloop-models"))
+    cooldown = world.ledger.get_state(ledger_keys.cooldown("closedloop-loans"))
     assert cooldown is not None and cooldown["until"] == (T0 + timedelta(hours=6)).isoformat()
     assert [d.result for d in world.ledger.decisions] == ["started"]
 
@@ -248,7 +256,7 @@ def test_the_lock_suppresses_while_a_retraining_runs() -> None:
     world = World(RETRAIN_COOLDOWN_SECONDS="0")
     world.alarm()
     world.clock.now = T0 + timedelta(minutes=1)
-    outcome = world.alarm("closedloop-drift-predictions")
+    outcome = world.alarm("closedloop-loans-drift-predictions")
     assert (outcome.result, outcome.suppressed_because) == ("suppressed", "retraining-running")
     assert len(world.sagemaker.executions) == 1
 
@@ -258,7 +266,7 @@ def test_the_cooldown_suppresses_after_the_retraining_finished(world: World) -> 
     # Given the pipeline finished and route 3 released the lock
     world.sagemaker.finish_all()
     assert first.execution_arn is not None
-    world.ledger.release_lock("retrain#closedloop-models", world.ledger.locks["retrain#closedloop-models"].holder)
+    world.ledger.release_lock("retrain#closedloop-loans", world.ledger.locks["retrain#closedloop-loans"].holder)
     # When the alarm flaps back within the cooldown
     world.clock.now = T0 + timedelta(hours=5, minutes=59)
     assert world.alarm(previous="OK").suppressed_because == "cooldown"
@@ -270,7 +278,7 @@ def test_the_cooldown_suppresses_after_the_retraining_finished(world: World) -> 
 
 def test_a_lock_whose_holder_died_is_taken_after_its_lease(world: World) -> None:
     # Given a holder took the lock and died before starting anything
-    world.ledger.acquire_lock("retrain#closedloop-models", "alarm:dead@x", timedelta(seconds=14400))
+    world.ledger.acquire_lock("retrain#closedloop-loans", "alarm:dead@x", timedelta(seconds=14400))
     assert world.alarm().suppressed_because == "retraining-running"
     # When the lease (the pipeline's maximum run time) has run out
     world.clock.now = T0 + timedelta(seconds=14401)
@@ -278,18 +286,30 @@ def test_a_lock_whose_holder_died_is_taken_after_its_lease(world: World) -> None
     assert world.alarm().result == "started"
 
 
+def _running(name: str, group: str) -> dict[str, Any]:
+    return {
+        "PipelineExecutionArn": f"{PIPELINE_ARN}/execution/{name}",
+        "PipelineExecutionStatus": "Executing",
+        "PipelineExecutionDisplayName": f"upload-{name}",
+        "token": name,
+        "request": {"PipelineParameters": [{"Name": "ModelPackageGroupName", "Value": group}]},
+    }
+
+
+def test_a_running_execution_of_another_line_does_not_hold_this_line_back(world: World) -> None:
+    # Given the shared pipeline running for another line's group
+    world.sagemaker.executions.append(_running("other", "closedloop-churn"))
+    # When this line's drift alarm fires
+    outcome = world.alarm()
+    # Then this line retrains all the same
+    assert outcome.result == "started" and world.sagemaker.starts == 1
+
+
 def test_a_running_execution_started_elsewhere_suppresses_and_frees_the_lock(world: World) -> None:
-    world.sagemaker.executions.append(
-        {
-            "PipelineExecutionArn": f"{PIPELINE_ARN}/execution/up",
-            "PipelineExecutionStatus": "Executing",
-            "PipelineExecutionDisplayName": "upload-123",
-            "token": "t",
-        }
-    )
+    world.sagemaker.executions.append(_running("up", "closedloop-loans"))
     outcome = world.alarm()
     assert outcome.suppressed_because == "pipeline-running"
-    assert world.ledger.get_lock("retrain#closedloop-models") is None
+    assert world.ledger.get_lock("retrain#closedloop-loans") is None
     assert world.sagemaker.starts == 0
 
 
@@ -302,7 +322,7 @@ def test_a_failed_start_frees_the_lock_and_a_retry_starts(world: World) -> None:
     with pytest.raises(ClosedloopError) as caught:
         world.service.handle(parse_alarm_event(event))
     assert caught.value.retryable
-    assert world.ledger.get_lock("retrain#closedloop-models") is None
+    assert world.ledger.get_lock("retrain#closedloop-loans") is None
     assert [d.result for d in world.ledger.decisions] == ["failed"]
     # When the same event comes back (Lambda's retry) and the start works
     world.sagemaker.fail_start = None
@@ -333,7 +353,7 @@ def test_a_retry_after_a_crash_between_start_and_bind_binds_its_own_execution(wo
     outcome = world.service.handle(event)
     assert (outcome.result, outcome.found_existing) == ("started", True)
     assert len(world.sagemaker.executions) == 1
-    lock = world.ledger.get_lock("retrain#closedloop-models")
+    lock = world.ledger.get_lock("retrain#closedloop-loans")
     assert lock is not None and lock.execution_arn == outcome.execution_arn
 
 
@@ -348,12 +368,12 @@ def test_no_prepared_data_is_a_recorded_suppression(world: World) -> None:
     outcome = world.alarm()
     assert outcome.suppressed_because == "no-prepared-data"
     assert world.suppressions() == ["no-prepared-data"]
-    assert world.ledger.get_lock("retrain#closedloop-models") is None
+    assert world.ledger.get_lock("retrain#closedloop-loans") is None
 
 
 def test_endpoint_health_alarms_do_not_retrain(world: World) -> None:
-    assert world.alarm("closedloop-endpoint-5xx").suppressed_because == "operational-alarm"
-    assert world.alarm("closedloop-endpoint-latency").suppressed_because == "operational-alarm"
+    assert world.alarm("closedloop-loans-endpoint-5xx").suppressed_because == "operational-alarm"
+    assert world.alarm("closedloop-loans-endpoint-latency").suppressed_because == "operational-alarm"
     assert world.sagemaker.starts == 0
 
 
@@ -363,15 +383,15 @@ def test_unknown_alarms_are_errors_recorded_before_they_go_to_the_dlq(world: Wor
     assert not caught.value.retryable
     assert [d.result for d in world.ledger.decisions] == ["rejected"]
     # a tag naming another model group is refused too
-    arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:closedloop-drift-bias"
+    arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:closedloop-loans-drift-bias"
     world.cloudwatch.tags[arn] = [{"Key": "closedloop:model-group", "Value": "other-models"}]
     with pytest.raises(UnknownAlarmError, match="other-models"):
-        world.alarm("closedloop-drift-bias")
+        world.alarm("closedloop-loans-drift-bias")
 
 
 def test_listed_alarms_of_other_names_retrain_and_the_tag_may_confirm_them() -> None:
-    world = World(EXTRA_ALARM_NAMES="mm-closedloop-endpoint-feature-drift,Model Monitor violations")
+    world = World(EXTRA_ALARM_NAMES="mm-closedloop-loans-feature-drift,Model Monitor violations")
     arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Model Monitor violations"
-    world.cloudwatch.tags[arn] = [{"Key": "closedloop:model-group", "Value": "closedloop-models"}]
+    world.cloudwatch.tags[arn] = [{"Key": "closedloop:model-group", "Value": "closedloop-loans"}]
     assert world.alarm("Model Monitor violations").result == "started"
     assert world.ledger.decisions[-1].details["matched_by"] == "name"

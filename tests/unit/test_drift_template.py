@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from closedloop.events.scheduler import DriftMonitorRun, scheduler_input
+from closedloop.line import LineCatalog, LineResources
 from closedloop.settings import Settings
 from closedloop_ops.local.intrinsics import Resolver
 from closedloop_ops.local.template import Template, load_template
@@ -53,17 +55,17 @@ def props(template: Template, logical_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("logical_id", "name", "metric", "threshold"),
     [
-        ("DriftFeaturesAlarm", "closedloop-drift-features", "MaxFeaturePSI", "DriftPsiThreshold"),
-        ("DriftPredictionsAlarm", "closedloop-drift-predictions", "PredictionKS", "DriftKsThreshold"),
-        ("DriftBiasAlarm", "closedloop-drift-bias", "BiasDrift", "BiasDriftThreshold"),
+        ("DriftFeaturesAlarmLoans", "closedloop-loans-drift-features", "MaxFeaturePSI", "DriftPsiThreshold"),
+        ("DriftPredictionsAlarmLoans", "closedloop-loans-drift-predictions", "PredictionKS", "DriftKsThreshold"),
+        ("DriftBiasAlarmLoans", "closedloop-loans-drift-bias", "BiasDrift", "BiasDriftThreshold"),
     ],
 )
 def test_drift_alarms_watch_the_monitor_metrics_under_names_route_6_recognises(
     template: Template, logical_id: str, name: str, metric: str, threshold: str
 ) -> None:
     alarm = resolver(template).resolve(props(template, logical_id))
-    settings = Settings.from_environ(stack_env())
-    assert alarm["AlarmName"] == name and name.startswith(settings.alarm_prefix)
+    settings = LineCatalog(Settings.from_environ(stack_env())).settings_for("loans")
+    assert alarm["AlarmName"] == name and name in settings.retraining_alarm_names
     assert (alarm["Namespace"], alarm["MetricName"]) == (settings.drift_metrics_namespace, metric)
     assert alarm["Dimensions"] == [{"Name": "Endpoint", "Value": settings.endpoint_name}]
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
@@ -100,55 +102,72 @@ def named_resolver(template: Template, **parameters: str) -> Resolver:
     return holder["r"]
 
 
-def test_one_retrain_rule_lists_exactly_the_declared_alarms_and_dead_letters(template: Template) -> None:
-    # Given the template's route 6
+def test_the_retrain_rules_take_every_lines_drift_alarms_and_the_extra_names_and_dead_letter(
+    template: Template,
+) -> None:
+    # Given the template's route 6: one rule for the lines' drift alarms, one for ExtraAlarmNames
     rules = _retrain_rules(template)
-    assert set(rules) == {"StartRetrainingFunctionRetrainingAlarms"}
-    rule = rules["StartRetrainingFunctionRetrainingAlarms"]
-    target = rule["Targets"][0]
-    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDlq", "Arn"]}}
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    # EventBridge gives up when the handler would refuse the event as stale anyway
-    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == {"Ref": "MaxAlarmAgeSeconds"}
-    # When its pattern is resolved without extra names
-    pattern = named_resolver(template).resolve(rule["EventPattern"])
-    # Then it takes entries into ALARM of this account and region, by exact name: the three drift alarms
-    assert pattern["source"] == ["aws.cloudwatch"]
-    assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
-    assert (pattern["account"], pattern["region"]) == (["111122223333"], ["eu-west-1"])
-    assert pattern["detail"]["state"] == {"value": ["ALARM"]}
-    drift = ["closedloop-drift-features", "closedloop-drift-predictions", "closedloop-drift-bias"]
-    assert pattern["detail"]["alarmName"] == drift
-    # And no prefix matcher and no empty entry (EventBridge refuses empty arrays; "" would mean nothing)
-    assert all(isinstance(name, str) and name for name in pattern["detail"]["alarmName"])
-    # And with extra names, those follow the drift alarms
-    named = named_resolver(template, ExtraAlarmNames="mm-drift-alarm,Model Monitor quality").resolve(
-        rule["EventPattern"]
+    assert set(rules) == {"StartRetrainingFunctionRetrainingAlarms", "StartRetrainingFunctionExtraAlarms"}
+    assert template.resources["StartRetrainingFunctionExtraAlarms"]["Condition"] == "HasExtraAlarmNames"
+    for rule in rules.values():
+        target = rule["Targets"][0]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDlq", "Arn"]}}
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+        # EventBridge gives up when the handler would refuse the event as stale anyway
+        assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == {"Ref": "MaxAlarmAgeSeconds"}
+    # When the patterns are resolved
+    drift = named_resolver(template).resolve(rules["StartRetrainingFunctionRetrainingAlarms"]["EventPattern"])
+    extra = named_resolver(template, ExtraAlarmNames="mm-drift-alarm,Model Monitor quality").resolve(
+        rules["StartRetrainingFunctionExtraAlarms"]["EventPattern"]
     )
-    assert named["detail"]["alarmName"] == [*drift, "mm-drift-alarm", "Model Monitor quality"]
+    # Then they take entries into ALARM of this account and region: drift alarms by their name's
+    # shape (<prefix>-<line>-drift-…, which no endpoint or Lambda alarm has), extra ones by exact name
+    for pattern in (drift, extra):
+        assert pattern["source"] == ["aws.cloudwatch"]
+        assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+        assert (pattern["account"], pattern["region"]) == (["111122223333"], ["eu-west-1"])
+        assert pattern["detail"]["state"] == {"value": ["ALARM"]}
+    assert drift["detail"]["alarmName"] == [{"wildcard": "closedloop-*-drift-*"}]
+    assert extra["detail"]["alarmName"] == ["mm-drift-alarm", "Model Monitor quality"]
 
 
-def test_the_functions_know_the_same_alarm_list_the_rule_matches(template: Template) -> None:
-    # Given the environment the template gives the functions
-    variables = template.sam["Globals"]["Function"]["Environment"]["Variables"]
-    env = named_resolver(template).resolve({name: variables[name] for name in _ROUTE_6_ENV})
-    settings = Settings.from_environ({**stack_env(), **{k: str(v) for k, v in env.items()}})
-    # Then the retraining list is the drift alarms the template defines, by !Ref, and the age limit is set
-    assert settings.retraining_alarm_names == (
-        "closedloop-drift-features",
-        "closedloop-drift-predictions",
-        "closedloop-drift-bias",
-    )
-    assert settings.max_alarm_age_s == template.parameters["MaxAlarmAgeSeconds"]["Default"] == 3600
-    assert settings.account_id == "111122223333"
-    # And the stale limit never exceeds what Lambda's asynchronous queue may keep (6 h)
-    assert template.parameters["MaxAlarmAgeSeconds"]["MaxValue"] <= 21600
-    # (the SAM transform puts the parameter's value into EventInvokeConfig)
-    invoke = props(template, "StartRetrainingFunctionEventInvokeConfig")
-    assert named_resolver(template).resolve(invoke["MaximumEventAgeInSeconds"]) == settings.max_alarm_age_s
+@pytest.mark.parametrize(
+    ("model_lines", "served"),
+    [("loans", {"loans"}), ("loans,churn", {"loans", "churn"}), ("churn", {"churn"}), ("churn-2,loans2", set())],
+)
+def test_a_stack_makes_exactly_the_resources_of_the_lines_it_serves_named_as_the_package_derives_them(
+    template: Template, model_lines: str, served: set[str]
+) -> None:
+    # Given the template with ModelLines set
+    resolve = named_resolver(template, ModelLines=model_lines)
+    made = {
+        logical_id: spec
+        for logical_id, spec in template.resources.items()
+        if "Condition" not in spec or resolve.condition(spec["Condition"])
+    }
+    names = {
+        resolve.resolve(spec["Properties"].get("AlarmName") or spec["Properties"].get("Name"))
+        for spec in made.values()
+        if spec["Type"] in ("AWS::CloudWatch::Alarm", "AWS::Scheduler::Schedule")
+    }
+    groups = {
+        resolve.resolve(spec["Properties"]["ModelPackageGroupName"])
+        for spec in made.values()
+        if spec["Type"] == "AWS::SageMaker::ModelPackageGroup"
+    }
+    # Then each served line has exactly the names closedloop.line.LineResources gives it, and no
+    # other line has any (a name that merely contains a line's name is not it)
+    expected = {LineResources.of("closedloop", "raw/", line) for line in served}
+    assert groups == {owned.model_package_group for owned in expected}
+    assert names == {
+        name for owned in expected for name in (*owned.drift_alarms, *owned.endpoint_alarms, owned.drift_schedule)
+    }
+    for owned in expected:
+        assert all(fnmatch(name, "closedloop-*-drift-*") for name in owned.drift_alarms)
+        assert not any(fnmatch(name, "closedloop-*-drift-*") for name in owned.endpoint_alarms)
 
 
-_ROUTE_6_ENV = {"RETRAINING_ALARM_NAMES", "EXTRA_ALARM_NAMES", "MAX_ALARM_AGE_SECONDS", "CLOSEDLOOP_ACCOUNT_ID"}
+_ROUTE_6_ENV = {"MODEL_LINES", "RESOURCE_PREFIX", "EXTRA_ALARM_NAMES", "MAX_ALARM_AGE_SECONDS", "CLOSEDLOOP_ACCOUNT_ID"}
 
 
 def test_functions_have_on_failure_destinations_logs_and_bounded_concurrency(template: Template) -> None:
@@ -165,7 +184,7 @@ def test_functions_have_on_failure_destinations_logs_and_bounded_concurrency(tem
 
 
 def test_the_schedule_sends_exactly_what_the_drift_function_parses(template: Template) -> None:
-    schedule = props(template, "DriftMonitorSchedule")
+    schedule = props(template, "DriftMonitorScheduleLoans")
     assert schedule["ScheduleExpression"] == {"Ref": "DriftSchedule"}
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     target = schedule["Target"]
@@ -180,7 +199,7 @@ def test_the_schedule_sends_exactly_what_the_drift_function_parses(template: Tem
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
     # When Scheduler fills in its context attributes
     delivered = scheduler_input(
-        target["Input"],
+        resolver(template).resolve(target["Input"]),
         schedule_arn="arn:aws:scheduler:eu-west-1:111122223333:schedule/default/s",
         scheduled_time=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
         execution_id="d32c5kddcf5bb8c3",
@@ -188,7 +207,7 @@ def test_the_schedule_sends_exactly_what_the_drift_function_parses(template: Tem
     )
     # Then the drift function's model accepts it
     run = DriftMonitorRun.model_validate(delivered)
-    assert (run.execution_id, run.attempt) == ("d32c5kddcf5bb8c3", 2)
+    assert (run.execution_id, run.attempt, run.line) == ("d32c5kddcf5bb8c3", 2, "loans")
 
 
 def test_the_scheduler_role_may_only_invoke_the_monitor_and_dead_letter(template: Template) -> None:
@@ -229,7 +248,7 @@ def test_function_policies_are_scoped(template: Template) -> None:
     drift = {s.get("Sid"): s for s in _statements(template, "DriftMonitorFunctionRole")}
     assert drift["ReadCapturedTraffic"]["Action"] == "s3:GetObject"
     assert drift["ListCapturedTraffic"]["Condition"]["StringLike"]["s3:prefix"] == {
-        "Fn::Sub": "capture/${ResourcePrefix}-endpoint/*"
+        "Fn::Sub": "capture/${ResourcePrefix}-*"
     }
     retrain = {s.get("Sid"): s for s in _statements(template, "StartRetrainingFunctionRole")}
     pipeline = retrain["StartTrainingPipeline"]["Resource"]["Fn::Sub"]

@@ -16,7 +16,7 @@ RECORD = {
     "service": "start_data_prep",  # what the shared Logger was built with
     "cold_start": False,
     "function_name": "closedloop-StartRetrainingFunction",
-    "alarm": "closedloop-drift-features",
+    "alarm": "closedloop-loans-drift-features",
     "result": "started",
 }
 EMF = {
@@ -36,7 +36,7 @@ def test_json_lines_are_tagged_with_the_function_that_wrote_them() -> None:
     # Then each line names its own function; metrics pass unchanged
     first, metrics, second = (json.loads(line) for line in sink.getvalue().splitlines())
     assert first["service"] == "start_retraining" and second["service"] == "approval_gate"
-    assert first["alarm"] == "closedloop-drift-features" and metrics == EMF
+    assert first["alarm"] == "closedloop-loans-drift-features" and metrics == EMF
 
 
 def test_a_terminal_gets_one_readable_line_per_record_even_when_written_in_pieces() -> None:
@@ -47,7 +47,7 @@ def test_a_terminal_gets_one_readable_line_per_record_even_when_written_in_piece
         lines.write(text[start : start + 7])
     lines.flush()
     assert sink.getvalue().splitlines() == [
-        "17:20:39,555 start_retraining   INFO    alarm decided alarm=closedloop-drift-features result=started",
+        "17:20:39,555 start_retraining   INFO    alarm decided alarm=closedloop-loans-drift-features result=started",
         "             start_retraining   METRIC  RetrainingsStarted=[1.0]",
         "plain text from a library",
     ]

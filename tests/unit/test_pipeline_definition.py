@@ -73,7 +73,7 @@ def test_it_declares_every_parameter_the_routes_set() -> None:
         code_version="c",
         trigger="upload",
         trigger_reason="new data",
-        model_group="closedloop-models",
+        model_group="closedloop-loans",
         client_request_token="t" * 64,
     )
     assert {p["Name"] for p in request["PipelineParameters"]} <= declared

@@ -76,7 +76,7 @@ class Outcome(BaseModel):
     "trigger",
     [
         Trigger(alarm_name=None, state_timestamp=None),
-        Trigger(alarm_name="closedloop-drift-features", state_timestamp=None),
+        Trigger(alarm_name="closedloop-loans-drift-features", state_timestamp=None),
         Trigger(alarm_name=None, state_timestamp="2026-11-27T10:02:11.322+0000"),
     ],
     ids=["no key at all", "half a key", "the other half"],
@@ -127,8 +127,8 @@ def test_once_runs_a_call_with_its_whole_key_once() -> None:
         ttl_seconds=3600,
         key_prefix="alarm.start_retraining",
     )
-    whole = Trigger(alarm_name="closedloop-drift-features", state_timestamp="2026-11-27T10:02:11.322+0000")
-    later = Trigger(alarm_name="closedloop-drift-features", state_timestamp="2026-11-27T11:02:11.322+0000")
+    whole = Trigger(alarm_name="closedloop-loans-drift-features", state_timestamp="2026-11-27T10:02:11.322+0000")
+    later = Trigger(alarm_name="closedloop-loans-drift-features", state_timestamp="2026-11-27T11:02:11.322+0000")
     # When the same key comes twice, and another state time of the same alarm once
     first, again, other = guarded(trigger=whole), guarded(trigger=whole), guarded(trigger=later)
     # Then the function ran once per key, and the duplicate got the first call's result

@@ -14,13 +14,15 @@ def settings(**env: str) -> Settings:
     return Settings.from_environ({**stack_env(), **env})
 
 
-@pytest.mark.parametrize("name", ["closedloop-drift-features", "closedloop-drift-predictions", "closedloop-drift-bias"])
+@pytest.mark.parametrize(
+    "name", ["closedloop-loans-drift-features", "closedloop-loans-drift-predictions", "closedloop-loans-drift-bias"]
+)
 def test_the_stacks_drift_alarms_retrain(name: str) -> None:
     # Given the drift alarms the template passes in RETRAINING_ALARM_NAMES
     # When one is resolved
     target = resolve_alarm(name, {}, settings())
     # Then it retrains this stack's model group, matched as one of the stack's own
-    assert (target.model_group, target.matched_by, target.operational) == ("closedloop-models", "stack", False)
+    assert (target.model_group, target.matched_by, target.operational) == ("closedloop-loans", "stack", False)
 
 
 @pytest.mark.parametrize("name", ["closedloop-lambda-errors", "closedloop-model-quality", "closedloop-", "drift"])
@@ -47,18 +49,18 @@ def test_without_the_declared_list_nothing_retrains() -> None:
     # Given an environment without RETRAINING_ALARM_NAMES (a prefix alone proves nothing)
     bare = settings(RETRAINING_ALARM_NAMES="")
     # Then even a drift alarm's name is refused, visibly, instead of falling back to the prefix
-    with pytest.raises(UnknownAlarmError, match="none configured"):
-        resolve_alarm("closedloop-drift-features", {}, bare)
+    with pytest.raises(UnknownAlarmError, match="no line owns it"):
+        resolve_alarm("closedloop-loans-drift-features", {}, bare)
 
 
-@pytest.mark.parametrize("listed", ["", "closedloop-endpoint-5xx"])
+@pytest.mark.parametrize("listed", ["", "closedloop-loans-endpoint-5xx"])
 def test_endpoint_health_alarms_never_retrain_even_when_listed(listed: str) -> None:
     # Given an endpoint health alarm, unlisted or listed by mistake
-    target = resolve_alarm("closedloop-endpoint-5xx", {}, settings(EXTRA_ALARM_NAMES=listed))
+    target = resolve_alarm("closedloop-loans-endpoint-5xx", {}, settings(EXTRA_ALARM_NAMES=listed))
     # Then it is operational: recorded as a suppression by the service, never a retraining
     assert target.operational and target.matched_by == "operational"
 
 
 def test_a_tag_naming_another_group_is_refused() -> None:
     with pytest.raises(UnknownAlarmError, match="other-models"):
-        resolve_alarm("closedloop-drift-bias", {"closedloop:model-group": "other-models"}, settings())
+        resolve_alarm("closedloop-loans-drift-bias", {"closedloop:model-group": "other-models"}, settings())

@@ -42,6 +42,15 @@ FIXED_DEFAULTS = {
     "IDEMPOTENCY_TTL_SECONDS": "how long a business key is remembered",
     "PROCESSING_MAX_RUNTIME_SECONDS": "the preparation job's stopping condition",
 }
+# Settings each route takes from the model line an event belongs to (closedloop.line.bind_line),
+# never from the environment: the line's names are derived from ResourcePrefix and ModelLines
+LINE_BOUND = {
+    "MODEL_PACKAGE_GROUP",
+    "ENDPOINT_NAME",
+    "RETRAINING_ALARM_NAMES",
+    "ROLLBACK_ALARM_NAMES",
+    "CLOSEDLOOP_BOUND_LINE",
+}
 # Variables the template sets that Settings ignores on purpose: Powertools reads them itself
 READ_BY_POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME",
@@ -145,8 +154,9 @@ def test_every_setting_is_set_by_the_template_or_deliberately_left_to_its_defaul
     # Given the variables the template sets on any function, and those the runtime sets
     set_by_template = set().union(*(variables.keys() for variables in environments().values()))
     # Then each field of Settings is one of them, or one of the few deliberately fixed defaults
-    unset = set(ALIASES) - set_by_template - set(RUNTIME)
+    unset = set(ALIASES) - set_by_template - set(RUNTIME) - LINE_BOUND
     assert unset == set(FIXED_DEFAULTS), "a setting no function receives: set it in template.yaml"
+    assert not LINE_BOUND & set_by_template, "the template sets a setting that belongs to a model line"
     assert not set(FIXED_DEFAULTS) & set_by_template, "the template sets a setting declared fixed here"
 
 

@@ -100,7 +100,7 @@ def test_every_function_publishes_a_version_behind_live_and_snapshots_it_only_wh
 def test_every_event_source_invokes_the_function_when_off_and_its_alias_when_on(snapstart: str) -> None:
     # Given every way the stack invokes a function
     found = invokers()
-    assert len([k for k in found if k.endswith("Permission")]) == 5  # one per rule that targets a function
+    assert len([k for k in found if k.endswith("Permission")]) == 6  # one per rule that targets a function
     assert len([k for k in found if "EventSourceMapping" in template().resources.get(k, {}).get("Type", "")]) == 2
     # When the template is resolved with the option off or on
     for where, value in found.items():

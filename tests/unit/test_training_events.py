@@ -148,12 +148,12 @@ def test_the_start_request_puts_the_trigger_reason_on_one_line() -> None:
         prep_run_id="r",
         code_version="c",
         trigger="alarm",
-        trigger_reason="closedloop-drift-features;\nALARM(a) OR\n  ALARM(b)" + " x" * 600,
-        model_group="closedloop-models",
-        client_request_token=client_request_token("alarm", "closedloop-drift-features", "t"),
+        trigger_reason="closedloop-loans-drift-features;\nALARM(a) OR\n  ALARM(b)" + " x" * 600,
+        model_group="closedloop-loans",
+        client_request_token=client_request_token("alarm", "closedloop-loans-drift-features", "t"),
     )
     reason = {p["Name"]: p["Value"] for p in request["PipelineParameters"]}["TriggerReason"]
-    assert "\n" not in reason and reason.startswith("closedloop-drift-features; ALARM(a) OR ALARM(b) x x")
+    assert "\n" not in reason and reason.startswith("closedloop-loans-drift-features; ALARM(a) OR ALARM(b) x x")
     assert len(reason) == 1000
     assert "\n" not in request["PipelineExecutionDescription"]
     assert len(request["ClientRequestToken"]) == 64

@@ -51,6 +51,11 @@ class Settings(BaseModel):
 
     # identity of the deployment
     stack_name: str = Field(alias="CLOSEDLOOP_STACK_NAME", min_length=1, max_length=64)
+    resource_prefix: str = Field(default="closedloop", alias="RESOURCE_PREFIX", pattern=r"^[a-z0-9](-*[a-z0-9]){0,19}$")
+    # the model lines this stack serves (`ModelLines`); empty: every line shipped in closedloop/lines
+    model_lines: CsvList = Field(default=(), alias="MODEL_LINES")
+    # set by `closedloop.line.bind_line` for the line an event belongs to, never by the environment
+    line: str = Field(default="", alias="CLOSEDLOOP_BOUND_LINE")
     region: str = Field(alias="AWS_REGION", min_length=1)
     # the stack's account (`${AWS::AccountId}`): events and ARNs of any other account are not ours
     account_id: str = Field(alias="CLOSEDLOOP_ACCOUNT_ID", pattern=r"^\d{12}$")
@@ -79,7 +84,8 @@ class Settings(BaseModel):
 
     # routes 2 and 3: training pipeline and approval gate
     pipeline_name: str = Field(default="closedloop-training", alias="PIPELINE_NAME", min_length=1, max_length=256)
-    model_package_group: str = Field(default="closedloop-models", alias="MODEL_PACKAGE_GROUP", min_length=1)
+    # the line's (`bind_line`); set in the environment only by tests that drive a service directly
+    model_package_group: str = Field(default="", alias="MODEL_PACKAGE_GROUP")
     pipeline_max_runtime_s: int = Field(default=4 * 3600, alias="PIPELINE_MAX_RUNTIME_SECONDS", ge=600)
     approval_mode: ApprovalMode = Field(default=ApprovalMode.AUTO, alias="APPROVAL_MODE")
     approvers: CsvList = Field(default=(), alias="APPROVERS")
@@ -92,7 +98,7 @@ class Settings(BaseModel):
     max_abs_dppl: float = Field(default=0.1, alias="MAX_ABS_DPPL", ge=0, le=1)
 
     # routes 4 and 5: rollout
-    endpoint_name: str = Field(default="closedloop-endpoint", alias="ENDPOINT_NAME", min_length=1, max_length=63)
+    endpoint_name: str = Field(default="", alias="ENDPOINT_NAME", max_length=63)
     model_execution_role_arn: str = Field(default="", alias="MODEL_EXECUTION_ROLE_ARN")
     capture_bucket: str = Field(default="", alias="CAPTURE_BUCKET")
     capture_prefix: str = Field(default="capture/", alias="CAPTURE_PREFIX")

@@ -7,8 +7,8 @@ holds and looks for the decision behind each item:
 
 - a preparation job (Processing job or Glue run): route 1's `started`, naming the job or run id;
 - a pipeline execution: a `started` decision naming the execution (route 2 or route 6);
-- a version set to Approved or Rejected: the gate's `approved` / `rejected`; in manual mode, the
-  gate's `pending` and route 4's decision about the person's flip;
+- a version of any model line's group set to Approved or Rejected: the gate's `approved` /
+  `rejected`; in manual mode, the gate's `pending` and route 4's decision about the person's flip;
 - an endpoint created or updated: route 4's `deploying`, naming the endpoint config.
 
 Only names, ARNs and counts are compared and reported.
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from closedloop.ledger import Ledger, RecordedDecision
+from closedloop_ops.stackref import model_lines
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -63,12 +64,14 @@ def side_effects(loop: Loop, endpoint_changes: Iterable[EndpointChange], prep_jo
         SideEffect("pipeline execution", summary["PipelineExecutionArn"])
         for summary in _pages(sm, "list_pipeline_executions", "PipelineExecutionSummaries", PipelineName=pipeline)
     ]
-    group = loop.output("ModelPackageGroupName")
-    found += [
-        SideEffect(f"version {package['ModelApprovalStatus'].lower()}", package["ModelPackageArn"])
-        for package in _pages(sm, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=group)
-        if package["ModelApprovalStatus"] in {"Approved", "Rejected"}
-    ]
+    for line in model_lines(loop.output):  # every line's model group
+        found += [
+            SideEffect(f"version {package['ModelApprovalStatus'].lower()}", package["ModelPackageArn"])
+            for package in _pages(
+                sm, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=line.model_package_group
+            )
+            if package["ModelApprovalStatus"] in {"Approved", "Rejected"}
+        ]
     found += [
         SideEffect(f"endpoint {change.outcome}", change.config)
         for change in endpoint_changes

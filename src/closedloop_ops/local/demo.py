@@ -1,10 +1,13 @@
 """`make demo`: the whole closed loop on one machine, on the local loop, with a report.
 
-Synthetic loan applications with PII land in `raw/` → preparation strips the PII → the training
-pipeline runs its real step scripts → a version is registered → the gate approves it → it is rolled
-out → the endpoint serves predictions and captures them → drifted traffic arrives → the drift monitor
-publishes metrics → the alarm fires → retraining → the new version is approved and rolled out
-blue/green. Every step is a real handler reacting to an event the template's rules routed.
+Two model lines run side by side (`ModelLines=loans,churn`): synthetic loan applications and telecom
+subscriptions with PII land in `raw/<line>/` → preparation strips the PII → the training pipeline
+runs its real step scripts → a version of each line is registered in the line's model group → the
+gate approves it → it is rolled out to the line's own endpoint → both endpoints serve predictions
+and capture them → drifted traffic arrives at the loans endpoint only → the drift monitor of each
+line publishes metrics → the loans alarms fire → the loans line is retrained → its new version is
+approved and rolled out blue/green, while the churn line keeps its one version. Every step is a
+real handler reacting to an event the template's rules routed.
 """
 
 from __future__ import annotations
@@ -18,19 +21,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from closedloop.line import LineResources, load_line
 from closedloop_ops import synthetic
 from closedloop_ops.local.loop import LocalLoop
 from closedloop_ops.local.report import write_report
-from closedloop_ops.stackref import StackRef
+from closedloop_ops.stackref import StackRef, model_lines
 from closedloop_ops.text import shorten
 
 # Demo-sized settings, given as template parameters (the handlers read them as on AWS).
 DEMO_PARAMETERS = {
+    "ModelLines": "loans,churn",
     "BatchWindowSeconds": "0",
     "DriftCaptureSettleSeconds": "0",
     "DriftMinRecords": "300",
     "RetrainCooldownSeconds": "21600",
 }
+# The line whose traffic drifts (and so retrains); every other line sees traffic like its training data.
+DRIFTED_LINE = "loans"
 
 
 class DemoFailed(Exception):
@@ -38,9 +45,9 @@ class DemoFailed(Exception):
 
 
 class WaitingForApprover(Exception):
-    """Manual approval mode: the loop stands where a person takes over (the versions that wait)."""
+    """Manual approval mode: the loop stands where a person takes over (the versions that wait, `<line>/<n>`)."""
 
-    def __init__(self, versions: list[int]) -> None:
+    def __init__(self, versions: list[str]) -> None:
         super().__init__(f"version(s) {versions} wait for an approver")
         self.versions = versions
 
@@ -63,17 +70,37 @@ class Demo:
     started: float = field(default_factory=time.perf_counter)
     local_timeline: list[dict[str, Any]] = field(default_factory=list)
     inference_ids: list[str] = field(default_factory=list)
+    inference_ids_by_line: dict[str, list[str]] = field(default_factory=dict)
     seeded_pii: set[str] = field(default_factory=set)
+    seeded_pii_by_line: dict[str, set[str]] = field(default_factory=dict)
     _echoed: set[str] = field(default_factory=set)
     chaos_context: Any = None
     _last_drift_run: float = 0.0
+    _execution_lines: dict[str, str | None] = field(default_factory=dict)
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def note(self, event: str, action: str, result: str) -> None:
+    def note(self, event: str, action: str, result: str, line: str | None = None) -> None:
         at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self.local_timeline.append({"at": at, "route": "local", "event": event, "action": action, "result": result})
+        entry = {"at": at, "route": "local", "event": event, "action": action, "result": result}
+        self.local_timeline.append({**entry, "line": line} if line else entry)
         self.say(f"[{time.perf_counter() - self.started:5.1f}s] {event}: {action} → {result}")
+
+    @property
+    def lines(self) -> list[LineResources]:
+        """The model lines the loop serves (its `ModelLines`), with the names each owns."""
+        return model_lines(self.loop.output)
+
+    def owned(self, line: str) -> LineResources:
+        """The names the line owns.
+
+        Raises:
+            DemoFailed: the loop does not serve the line.
+        """
+        found = next((owned for owned in self.lines if owned.line == line), None)
+        if found is None:
+            raise DemoFailed(f"the loop does not serve the model line {line} (its ModelLines)")
+        return found
 
     def stack_ref(self) -> StackRef:
         stack = self.loop.stack
@@ -92,7 +119,10 @@ class Demo:
             raise RuntimeError("pipelines/definition.json is missing: run `make pipeline` and commit it")
         self.note("pipeline", "upsert pipelines/definition.json", loop.pipeline_upsert)
         loop.executor.on_step = lambda arn, step: self.note(
-            "pipeline step", f"{step.name} ({step.type})", f"{step.status} in {step.seconds:.1f}s"
+            "pipeline step",
+            f"{step.name} ({step.type})",
+            f"{step.status} in {step.seconds:.1f}s",
+            line=self.line_of_execution(arn),
         )
         self.executor, self.watcher, self.hosting = loop.executor, loop.watcher, loop.hosting
         loop.dispatcher.on_invocation = self.echo_decisions
@@ -132,28 +162,39 @@ class Demo:
     # -- the story ----------------------------------------------------------------------------
 
     def upload(self) -> None:
+        """Every line's files (CSV and JSON Lines, alternately) under its raw prefix, `raw/<line>/`."""
         s3 = self.loop.client("s3")
         bucket = self.loop.output("DataBucketName")
-        records = list(synthetic.rows(self.scenario.rows_per_file * self.scenario.files, seed=self.scenario.seed))
-        self.seeded_pii = synthetic.pii_values(records)
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        for index in range(self.scenario.files):
-            part = records[index * self.scenario.rows_per_file : (index + 1) * self.scenario.rows_per_file]
-            body = synthetic.to_csv(part) if index % 2 == 0 else synthetic.to_jsonl(part)
-            suffix = "csv" if index % 2 == 0 else "jsonl"
-            s3.put_object(Bucket=bucket, Key=f"raw/loans/{stamp}/applications-{index:03d}.{suffix}", Body=body.encode())
-        self.note(
-            "upload",
-            f"{self.scenario.files} files with PII to raw/loans/",
-            f"{len(records)} applications, {len(self.seeded_pii)} PII values",
-        )
+        for offset, owned in enumerate(self.lines):
+            dataset = synthetic.DATASETS[owned.line]
+            rows = self.scenario.rows_per_file * self.scenario.files
+            records = list(dataset.generate(rows, seed=self.scenario.seed + offset))
+            seeded = synthetic.pii_values(records, dataset.pii_columns)
+            self.seeded_pii |= seeded
+            self.seeded_pii_by_line[owned.line] = seeded
+            for index in range(self.scenario.files):
+                part = records[index * self.scenario.rows_per_file : (index + 1) * self.scenario.rows_per_file]
+                body = synthetic.to_csv(part, dataset.columns) if index % 2 == 0 else synthetic.to_jsonl(part)
+                suffix = "csv" if index % 2 == 0 else "jsonl"
+                key = f"{owned.raw_prefix}{stamp}/{dataset.file_stem}-{index:03d}.{suffix}"
+                s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+            self.note(
+                "upload",
+                f"{self.scenario.files} files with PII to {owned.raw_prefix}",
+                f"{len(records)} {dataset.file_stem}, {len(seeded)} PII values",
+                line=owned.line,
+            )
 
-    def baseline(self) -> dict[str, Any]:
+    def baseline(self, owned: LineResources) -> dict[str, Any]:
+        """The training baseline of the version the line's endpoint serves (its feature order)."""
         sm = self.loop.client("sagemaker")
         try:
-            endpoint = sm.describe_endpoint(EndpointName=self.loop.output("EndpointName"))
+            endpoint = sm.describe_endpoint(EndpointName=owned.endpoint_name)
         except sm.exceptions.ClientError:
-            raise DemoFailed("no model version was deployed: see the approval gate's decision above") from None
+            raise DemoFailed(
+                f"no model version of the line {owned.line} was deployed: see the approval gate's decision above"
+            ) from None
         config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
         package = sm.describe_model_package(ModelPackageName=tags["closedloop:model-package"])
@@ -162,19 +203,22 @@ class Demo:
         document: dict[str, Any] = json.loads(self.loop.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
         return document
 
-    def traffic(self, drift: synthetic.Drift, label: str, seed: int) -> None:
-        baseline = self.baseline()
+    def traffic(self, line: str, label: str, seed: int, drift: synthetic.Drift | None = None) -> None:
+        """Score a batch of the line's records on its endpoint; `drift` (loans only) moves them away from training."""
+        owned = self.owned(line)
+        dataset = synthetic.DATASETS[line]
+        baseline = self.baseline(owned)
         columns = [*baseline["feature_order"], baseline["protected_attribute"]]
-        rows = list(synthetic.rows(self.scenario.requests * self.scenario.rows_per_request, seed=seed, drift=drift))
+        count = self.scenario.requests * self.scenario.rows_per_request
+        rows = list(dataset.generate(count, seed=seed, **({"drift": drift} if drift is not None else {})))
         client = self.loop.client("sagemaker-runtime")
-        endpoint = self.loop.output("EndpointName")
         positives = 0
         for start in range(0, len(rows), self.scenario.rows_per_request):
             chunk = rows[start : start + self.scenario.rows_per_request]
             body = "\n".join(",".join(row[c] for c in columns) for row in chunk)
-            inference_id = f"demo-{label}-{uuid.uuid4().hex[:12]}"
+            inference_id = f"demo-{line}-{label}-{uuid.uuid4().hex[:12]}"
             response = client.invoke_endpoint(
-                EndpointName=endpoint,
+                EndpointName=owned.endpoint_name,
                 ContentType="text/csv",
                 Accept="text/csv",
                 Body=body.encode(),
@@ -183,11 +227,13 @@ class Demo:
             scores = [float(s) for s in response["Body"].read().decode().split()]
             positives += sum(score >= 0.5 for score in scores)
             self.inference_ids.append(inference_id)
+            self.inference_ids_by_line.setdefault(line, []).append(inference_id)
         written = self.hosting.flush()
         self.note(
             "traffic",
-            f"{len(rows)} {label} applications scored by the endpoint",
-            f"{positives / len(rows):.0%} approved; {written} requests captured",
+            f"{len(rows)} {label} {dataset.file_stem} scored by {owned.endpoint_name}",
+            f"{positives / len(rows):.0%} {load_line(line).label}; {written} requests captured",
+            line=line,
         )
 
     def drift_check(self) -> None:
@@ -196,57 +242,129 @@ class Demo:
         wait = self._last_drift_run + 1.05 - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        schedule = self.loop.stack.schedules[0]
-        invocation = self.loop.dispatcher.fire_schedule(schedule)
+        schedules = {schedule.name: schedule for schedule in self.loop.stack.schedules}
+        for owned in self.lines:  # each line's schedule runs the monitor on the line's endpoint
+            invocation = self.loop.dispatcher.fire_schedule(schedules[owned.drift_schedule])
+            result = invocation.result or {}
+            report = result.get("report") or {}
+            bias = report.get("bias") or {}
+            figures = (
+                f"max PSI {report.get('max_feature_psi') or 0:.2f}, "
+                f"prediction KS {report.get('prediction_ks') or 0:.2f}, bias drift {bias.get('drift') or 0:.2f}"
+                if report
+                else result.get("reason", invocation.error or "")
+            )
+            self.note(
+                "schedule",
+                f"drift monitor run of {owned.line}",
+                f"{result.get('result', 'error')}: {result.get('records', 0)} records; {figures}",
+                line=owned.line,
+            )
         self._last_drift_run = time.monotonic()
         self.settle()
-        result = invocation.result or {}
-        report = result.get("report") or {}
-        bias = report.get("bias") or {}
-        figures = (
-            f"max PSI {report.get('max_feature_psi') or 0:.2f}, prediction KS {report.get('prediction_ks') or 0:.2f}, "
-            f"bias drift {bias.get('drift') or 0:.2f}"
-            if report
-            else result.get("reason", invocation.error or "")
-        )
-        self.note(
-            "schedule",
-            "drift monitor run",
-            f"{result.get('result', 'error')}: {result.get('records', 0)} records; {figures}",
-        )
+        owners = {alarm: owned.line for owned in self.lines for alarm in owned.drift_alarms}
         transitions = self.loop.alarms.evaluate(datetime.now(UTC) + timedelta(seconds=1))
         for transition in transitions:
-            self.note("alarm", transition.alarm, f"{transition.previous} → {transition.current}")
+            line = owners.get(transition.alarm)
+            self.note("alarm", transition.alarm, f"{transition.previous} → {transition.current}", line=line)
         self.settle()
 
-    def waiting_for_approver(self) -> list[int]:
-        """The versions the gate left to an approver (manual mode).
+    def waiting_for_approver(self) -> list[str]:
+        """The versions the gate left to an approver (manual mode), as `<line>/<version>`.
 
         Raises:
-            DemoFailed: none waits (the gate's decision above says why).
+            DemoFailed: none waits in some line (the gate's decision above says why).
         """
         sm = self.loop.client("sagemaker")
-        pending = sm.list_model_packages(
-            ModelPackageGroupName=self.loop.output("ModelPackageGroupName"), ModelApprovalStatus="PendingManualApproval"
-        )["ModelPackageSummaryList"]
-        versions = sorted(int(p["ModelPackageVersion"]) for p in pending)
-        if not versions:
-            raise DemoFailed("no model version waits for an approver: see the approval gate's decision above")
-        self.note("approval", f"version {versions[0]} waits for an approver (manual mode)", "pending")
-        return versions
+        waiting = []
+        for owned in self.lines:
+            pending = sm.list_model_packages(
+                ModelPackageGroupName=owned.model_package_group, ModelApprovalStatus="PendingManualApproval"
+            )["ModelPackageSummaryList"]
+            versions = sorted(int(p["ModelPackageVersion"]) for p in pending)
+            if not versions:
+                raise DemoFailed(
+                    f"no model version of the line {owned.line} waits for an approver: "
+                    "see the approval gate's decision above"
+                )
+            self.note(
+                "approval",
+                f"{owned.line} version {versions[0]} waits for an approver (manual mode)",
+                "pending",
+                line=owned.line,
+            )
+            waiting += [f"{owned.line}/{version}" for version in versions]
+        return waiting
+
+    def story(self, *, manual: bool = False) -> None:
+        """Upload → deploy every line → like traffic everywhere → drifted traffic at `DRIFTED_LINE` only → its
+        retraining and redeployment → traffic at its new version.
+
+        Raises:
+            WaitingForApprover: manual mode, once the gate has left the first versions to an approver.
+            DemoFailed: a stage was not reached.
+        """
+        self.upload()
+        self.settle()
+        if manual:
+            raise WaitingForApprover(self.waiting_for_approver())
+        steady = [owned.line for owned in self.lines if owned.line != DRIFTED_LINE]
+        # each phase ends with the drifted line's traffic: the last prediction is the one traced
+        for line in steady:
+            self.traffic(line, "baseline-like", seed=111)
+        self.traffic(DRIFTED_LINE, "baseline-like", seed=101, drift=synthetic.NO_DRIFT)
+        self.drift_check()
+        for line in steady:
+            self.traffic(line, "baseline-like", seed=222)
+        self.traffic(DRIFTED_LINE, "drifted", seed=202, drift=synthetic.STRONG_DRIFT)
+        self.drift_check()
+        self.traffic(DRIFTED_LINE, "post-retraining", seed=303, drift=synthetic.STRONG_DRIFT)
 
     # -- report -------------------------------------------------------------------------------
 
-    def retrainings(self) -> int:
-        """Pipeline executions an alarm started (what happened, not what was written down)."""
+    def retrainings(self) -> dict[str, int]:
+        """Pipeline executions an alarm started, per line (what happened, not what was written down)."""
+        from closedloop import lineage as keys
+
         sm = self.loop.client("sagemaker")
         pipeline = self.loop.output("TrainingPipelineName")
-        count = 0
+        lines = {owned.model_package_group: owned.line for owned in self.lines}
+        counts = dict.fromkeys(lines.values(), 0)
         for summary in sm.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]:
-            parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=summary["PipelineExecutionArn"])
-            if {"Name": "TriggerKind", "Value": "alarm"} in parameters["PipelineParameters"]:
-                count += 1
-        return count
+            listed = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=summary["PipelineExecutionArn"])
+            parameters = {p["Name"]: p["Value"] for p in listed["PipelineParameters"]}
+            line = lines.get(parameters.get(keys.PARAM_MODEL_GROUP, ""))
+            if line is not None and parameters.get(keys.PARAM_TRIGGER) == "alarm":
+                counts[line] += 1
+        return counts
+
+    def line_of_execution(self, execution_arn: str) -> str | None:
+        """The line a pipeline execution trains: the one whose model group it was given."""
+        from closedloop import lineage as keys
+
+        if execution_arn not in self._execution_lines:
+            listed = self.loop.client("sagemaker").list_pipeline_parameters_for_execution(
+                PipelineExecutionArn=execution_arn
+            )["PipelineParameters"]
+            group = next((p["Value"] for p in listed if p["Name"] == keys.PARAM_MODEL_GROUP), "")
+            self._execution_lines[execution_arn] = next(
+                (owned.line for owned in self.lines if owned.model_package_group == group), None
+            )
+        return self._execution_lines[execution_arn]
+
+    def line_of(self, business_key: str) -> str | None:
+        """The line a ledger decision is about, read from its business key: a model version's group, a
+        preparation run (`run:<line>/…`), a drift run (`drift:<endpoint>`) or an alarm (`alarm:<name>@…`)."""
+        for owned in self.lines:
+            if (
+                f":model-package/{owned.model_package_group}/" in business_key
+                or business_key.startswith(f"run:{owned.line}/")
+                or business_key == f"drift:{owned.endpoint_name}"
+                or business_key.removeprefix("alarm:").split("@", 1)[0] in owned.drift_alarms
+                or business_key.startswith(owned.raw_prefix)
+            ):
+                return owned.line
+        return None
 
     def dead_letters(self) -> list[dict[str, str]]:
         from closedloop_ops.operations import dead_letter_queues, peek
@@ -277,10 +395,9 @@ class Demo:
             "pipeline_executions": len(
                 sm.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]
             ),
-            "model_versions": len(
-                sm.list_model_packages(ModelPackageGroupName=self.loop.output("ModelPackageGroupName"))[
-                    "ModelPackageSummaryList"
-                ]
+            "model_versions": sum(
+                len(sm.list_model_packages(ModelPackageGroupName=owned.model_package_group)["ModelPackageSummaryList"])
+                for owned in self.lines
             ),
             "models": len(sm.list_models()["Models"]),
             "endpoint_configs": len(sm.list_endpoint_configs()["EndpointConfigs"]),
@@ -294,33 +411,46 @@ class Demo:
 
         stack = self.stack_ref()
         decisions = audit(stack, datetime.now(UTC) - timedelta(days=1))
-        timeline = [
-            {
+        timeline = []
+        for d in decisions:
+            entry = {
                 "at": d.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "route": d.route,
                 "event": d.business_key if len(d.business_key) <= 80 else "..." + d.business_key[-77:],
                 "action": d.action,
                 "result": d.result,
             }
-            for d in decisions
-        ]
+            line = self.line_of(d.business_key)
+            timeline.append({**entry, "line": line} if line else entry)
         timeline = sorted(timeline + self.local_timeline, key=lambda e: e["at"])
         deployed = [
-            int(d.business_key.rsplit("/", 1)[-1])
+            (self.line_of(d.business_key), int(d.business_key.rsplit("/", 1)[-1]))
             for d in decisions
             if d.route == "deployment-outcome" and d.result == "live" and d.business_key.startswith("arn:")
         ]
         retrainings = self.retrainings()
         in_dlq = sum(q.messages + q.in_flight for q in dlq_depths(stack))
-        lineage = trace(stack, inference_id=self.inference_ids[-1]) if self.inference_ids else {}
+        # the drifted line's last prediction: scored after its retraining, when the story got that far
+        traced = self.inference_ids_by_line.get(DRIFTED_LINE) or self.inference_ids
+        lineage = trace(stack, inference_id=traced[-1]) if traced else {}
         from closedloop_ops.local.completeness import without_decision
 
         unexplained = without_decision(self.loop, self.watcher.deployments)
         return {
             "wall_seconds": round(time.perf_counter() - self.started, 1),
             "timeline": timeline,
-            "model_versions_deployed": deployed,
-            "retrainings": retrainings,
+            # over every line, in the order they went live; per line under model_lines
+            "model_versions_deployed": [version for _, version in deployed],
+            "retrainings": sum(retrainings.values()),
+            "model_lines": {
+                owned.line: {
+                    "model_versions_deployed": [version for line, version in deployed if line == owned.line],
+                    "retrainings": retrainings.get(owned.line, 0),
+                    "endpoint": owned.endpoint_name,
+                }
+                for owned in self.lines
+            },
+            "drifted_line": DRIFTED_LINE if DRIFTED_LINE in {owned.line for owned in self.lines} else None,
             "events_in_dlq": in_dlq,
             "dead_letters": self.dead_letters() if in_dlq else [],
             "lineage": lineage,
@@ -389,15 +519,7 @@ def run_demo(
                     f"moto on {loop.stack.endpoint_url}",
                     f"{len(loop.stack.resources)} resources from template.yaml",
                 )
-                demo.upload()
-                demo.settle()
-                if approval_mode == "manual":
-                    raise WaitingForApprover(demo.waiting_for_approver())
-                demo.traffic(synthetic.NO_DRIFT, "baseline-like", seed=101)
-                demo.drift_check()
-                demo.traffic(synthetic.STRONG_DRIFT, "drifted", seed=202)
-                demo.drift_check()
-                demo.traffic(synthetic.STRONG_DRIFT, "post-retraining", seed=303)
+                demo.story(manual=approval_mode == "manual")
             except WaitingForApprover as waiting:
                 report = {**demo.report(), "pending_versions": waiting.versions}
             except DemoFailed as failure:
@@ -413,7 +535,13 @@ def run_demo(
                     "crashed_routes": sorted(chaos.crashed_routes),
                     "side_effects": demo.side_effects(),
                 }
-            paths = write_report(report, out_dir, cloudwatch=loop.client("cloudwatch"))
+            drifted = next((owned for owned in demo.lines if owned.line == DRIFTED_LINE), None)
+            paths = write_report(
+                report,
+                out_dir,
+                cloudwatch=loop.client("cloudwatch"),
+                drift_endpoint=drifted.endpoint_name if drifted else None,
+            )
             say(summary(report) if approval_mode != "manual" else manual_summary(report, parameters, keep is not None))
             say(
                 f"report: {paths['json']} and {paths['markdown']} (pictures: "
@@ -433,37 +561,43 @@ def summary(report: dict[str, Any]) -> str:
     chain = report.get("lineage", {})
     model = chain.get("model_version", {})
     execution = chain.get("pipeline_execution", {})
+    per_line = "; ".join(
+        f"{line}: versions deployed {facts['model_versions_deployed']}, retrainings {facts['retrainings']} "
+        f"({facts['endpoint']})"
+        for line, facts in (report.get("model_lines") or {}).items()
+    )
     return "\n".join(
         [
             "",
             f"closed loop done in {report['wall_seconds']} s: versions deployed {report['model_versions_deployed']}, "
             f"retrainings {report['retrainings']}, events in dead-letter queues {report['events_in_dlq']}, "
             f"side effects without a decision {report.get('side_effects_without_decision', '?')}",
+            f"per model line: {per_line}",
             f"one prediction ({chain.get('inference', {}).get('inference_id')}) traced back: model version "
-            f"{model.get('version')} ← {chain.get('approval_decision', {}).get('decided_by')} ← pipeline execution "
-            f"triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) ← prepared run "
-            f"{chain.get('prepared_data', {}).get('prep_run_id')} ← "
+            f"{model.get('group')}/{model.get('version')} ← {chain.get('approval_decision', {}).get('decided_by')} "
+            f"← pipeline execution triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) "
+            f"← prepared run {chain.get('prepared_data', {}).get('prep_run_id')} ← "
             f"{len(chain.get('raw_objects', []))} raw object versions",
         ]
     )
 
 
 def manual_summary(report: dict[str, Any], parameters: dict[str, str], kept: bool) -> str:
-    """Manual mode's end: which version waits, and how a person approves it here."""
+    """Manual mode's end: which versions wait (`<line>/<n>`), and how a person approves one here."""
     versions = report.get("pending_versions") or []
     if not versions:
         return summary(report)
-    version = versions[-1]
     approvers = parameters.get("Approvers", "")
     role = next((a for a in approvers.split(",") if ":role/" in a), approvers.split(",")[0])
     keep = "" if kept else " (rerun with `closedloop demo --approval-mode manual --keep` to keep the loop up)"
+    waiting = f"version {versions[0]} is" if len(versions) == 1 else f"versions {', '.join(versions)} are"
     return "\n".join(
         [
             "",
-            f"closed loop stopped for an approver in {report['wall_seconds']} s: version {version} is pending "
+            f"closed loop stopped for an approver in {report['wall_seconds']} s: {waiting} pending "
             f"(manual approval mode; approvers: {approvers}); events in dead-letter queues {report['events_in_dlq']}",
-            f"approve it as the local compliance officer while the loop is up{keep}:",
-            f'  closedloop approve {version} --local --assume-role {role} --reason "evidence reviewed"',
+            f"approve one as the local compliance officer while the loop is up{keep}:",
+            f'  closedloop approve {versions[0]} --local --assume-role {role} --reason "evidence reviewed"',
             f"  closedloop ui --local --assume-role {role}    # the evidence as a page, with Approve / Reject",
             "then watch it roll out: closedloop status --local",
         ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from closedloop.s3uri import split_s3_uri
 from closedloop_ops.local.emitter import ACCOUNT, Emitter
 from closedloop_ops.local.provision import LocalStack
 from closedloop_ops.moto_ext import jobs as moto_jobs
@@ -166,13 +167,8 @@ class JobRunner:
         return ran
 
 
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def _download(s3: Any, uri: str, target: Path) -> None:
-    bucket, prefix = _split(uri)
+    bucket, prefix = split_s3_uri(uri, key_required=False)
     target.mkdir(parents=True, exist_ok=True)
     paginator = s3.get_paginator("list_objects_v2")
     found = False
@@ -188,7 +184,7 @@ def _download(s3: Any, uri: str, target: Path) -> None:
 
 
 def _upload(s3: Any, source: Path, uri: str) -> None:
-    bucket, prefix = _split(uri)
+    bucket, prefix = split_s3_uri(uri, key_required=False)
     prefix = prefix.rstrip("/")
     for path in sorted(source.rglob("*")):
         if path.is_file():

@@ -114,8 +114,11 @@ class Provisioner:
     ) -> None:
         self.template = template
         self.stack = LocalStack(endpoint_url=endpoint_url, region=region, stack_name=stack_name)
-        values = {name: spec.get("Default") for name, spec in template.parameters.items()}
+        values: dict[str, Any] = {name: spec.get("Default") for name, spec in template.parameters.items()}
         values.update(parameters or {})
+        for name, spec in template.parameters.items():  # a list parameter is a list to Fn::Join / Fn::Select
+            if str(spec.get("Type", "")).startswith(("CommaDelimitedList", "List<")) and isinstance(values[name], str):
+                values[name] = [item.strip() for item in values[name].split(",")]
         missing = sorted(name for name, value in values.items() if value is None)
         if missing:
             raise TemplateError(f"parameters without a value: {', '.join(missing)}")

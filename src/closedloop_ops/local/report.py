@@ -2,8 +2,8 @@
 
 * `timeline.svg` — one labelled lane per route (and per model line when there are several), one
   marker per timeline entry, coloured and shaped by its outcome (legend), the key events named;
-* `drift.svg` — the drift metrics the monitor published, over the same time axis, against the
-  thresholds of the alarms that watch them;
+* `drift.svg` — the drift metrics the monitor published for one endpoint (the drifted line's), over
+  the same time axis, against the thresholds of the alarms that watch them;
 * `lineage.svg` — the chain of one prediction: the graph `closedloop lineage --format dot` gives.
 
 All times are seconds since the report's first timeline entry; the timeline's axis ends at the
@@ -50,6 +50,8 @@ LOCAL_LANES = {
     "alarm": "cloudwatch",
 }
 MODEL_ROUTES = {"pipeline-finished", "model-approval", "deployment-outcome"}
+# The lane that never splits per line: the loop's own notes are about no one line.
+SHARED_LANES = {"local"}
 # tone: (colour, marker, legend text). Shapes differ too, so the picture reads in black and white.
 TONES = {
     "ok": ("#2e7d32", "o", "done: started, approved, live, published"),
@@ -67,7 +69,8 @@ def _tone(result: str) -> str:
     if any(word in lowered for word in ("reject", "suppress", "duplicate", "skip", "quarantin")):
         return "warn"
     if any(
-        word in lowered for word in ("start", "approv", "live", "deploy", "prepared", "publish", "succeed", "complet")
+        word in lowered
+        for word in ("start", "approv", "live", "deploy", "prepared", "publish", "succeed", "complet", "captur")
     ):
         return "ok"
     return "info"
@@ -128,40 +131,52 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _line(entry: dict[str, Any]) -> str | None:
+    """The model line an entry is about: its `line`, else the model group of the version it names."""
+    version = _version(entry)
+    return entry.get("line") or (version[0] if version else None)
+
+
+def _lane_key(entry: dict[str, Any], split: bool) -> str:
+    """`route` or, when the timeline has several lines, `route|line` for an entry about one line."""
+    lane = _lane(entry)
+    line = _line(entry)
+    return f"{lane}|{line}" if split and line and lane not in SHARED_LANES else lane
+
+
+def _lines(timeline: list[dict[str, Any]]) -> list[str]:
+    """The model lines the timeline is about, in the order they first appear."""
+    return list(dict.fromkeys(line for e in timeline if (line := _line(e))))
+
+
 def _lanes(timeline: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The lanes the timeline uses, in loop order; model routes split per model line when there are several."""
-    groups = sorted({v[0] for e in timeline if (v := _version(e))})
-    used = {_lane(e) for e in timeline}
+    """The lanes the timeline uses, in loop order; split per model line when there are several."""
+    lines = _lines(timeline)
+    split = len(lines) > 1
+    used = {_lane_key(e, split) for e in timeline}
     lanes: list[tuple[str, str]] = []
     for lane, label in LANES:
-        if lane not in used:
-            continue
-        if lane in MODEL_ROUTES and len(groups) > 1:
-            lanes += [(f"{lane}|{group}", f"{label}\n{group}") for group in groups]
-        else:
+        if lane in used:
             lanes.append((lane, label))
+        lanes += [(f"{lane}|{line}", f"{label}\n{line}") for line in lines if f"{lane}|{line}" in used]
     return lanes
 
 
 def timeline_figure(report: dict[str, Any]) -> Figure:
-    """Labelled lanes, outcome markers with a legend, key events named; x: seconds since the first entry."""
+    """Labelled lanes (per line when there are several), outcome markers with a legend, key events
+    named; x: seconds since the first entry."""
     from matplotlib.lines import Line2D
 
     timeline = report.get("timeline", [])
     clock = Clock(report)
     lanes = _lanes(timeline)
-    groups = {lane.split("|")[1] for lane, _ in lanes if "|" in lane}
+    split = len(_lines(timeline)) > 1
     row = {lane: index for index, (lane, _) in enumerate(lanes)}
     figure = _figure(11, 1.6 + 0.42 * max(len(lanes), 1))
     axes = figure.add_subplot()
     named_in_lane: dict[str, float] = {}
     for index, entry in enumerate(timeline):
-        lane = _lane(entry)
-        version = _version(entry)
-        if lane in MODEL_ROUTES and groups and version:
-            lane = f"{lane}|{version[0]}"
-        if lane not in row:
-            continue
+        lane = _lane_key(entry, split)
         x, y = clock.seconds(_at(entry)), row[lane]
         colour, marker, _ = TONES[_tone(str(entry.get("result", "")))]
         axes.scatter(
@@ -209,8 +224,11 @@ def timeline_figure(report: dict[str, Any]) -> Figure:
     return figure
 
 
-def drift_metrics(cloudwatch: Any, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
-    """The drift metrics the stack's alarms watch, read back from CloudWatch with their thresholds.
+def drift_metrics(
+    cloudwatch: Any, since: datetime, until: datetime | None = None, endpoint: str | None = None
+) -> list[dict[str, Any]]:
+    """The drift metrics the stack's alarms watch (of `endpoint` alone, when given), read back from
+    CloudWatch with their thresholds.
 
     One entry per alarm on namespace `closedloop/Drift`: alarm, metric, dimensions, threshold,
     comparison and every datapoint (ISO time, value). Read at one-second resolution, which only the
@@ -224,6 +242,9 @@ def drift_metrics(cloudwatch: Any, since: datetime, until: datetime | None = Non
         alarms, key=lambda a: (order.index(a["MetricName"]) if a.get("MetricName") in order else 9, a["AlarmName"])
     ):
         if alarm.get("Namespace") != DRIFT_NAMESPACE or not alarm.get("MetricName"):
+            continue
+        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+        if endpoint is not None and dimensions.get("Endpoint") != endpoint:
             continue
         result = cloudwatch.get_metric_data(
             MetricDataQueries=[
@@ -434,6 +455,12 @@ def markdown(report: dict[str, Any], pictures: dict[str, str]) -> str:
         f"- wall time: {_wall(report)}",
         f"- model versions deployed: {', '.join(str(v) for v in report.get('model_versions_deployed', []))}",
         f"- retrainings: {report.get('retrainings', 0)}",
+        *(
+            f"  - model line {line} ({facts.get('endpoint')}): versions deployed "
+            f"{', '.join(str(v) for v in facts.get('model_versions_deployed', [])) or 'none'}, "
+            f"retrainings {facts.get('retrainings', 0)}"
+            for line, facts in (report.get("model_lines") or {}).items()
+        ),
         f"- events in dead-letter queues: {report.get('events_in_dlq', 0)}",
         f"- side effects without a decision: {report.get('side_effects_without_decision', 0)}",
     ]
@@ -456,14 +483,18 @@ def markdown(report: dict[str, Any], pictures: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out_dir: Path, cloudwatch: Any = None) -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], out_dir: Path, cloudwatch: Any = None, drift_endpoint: str | None = None
+) -> dict[str, Path]:
     """Write report.json, report.md and the pictures under `out_dir`; returns their paths.
 
-    With `cloudwatch` (the loop's client), the drift metrics are read back into `report["drift_metrics"]`.
+    With `cloudwatch` (the loop's client), the drift metrics are read back into `report["drift_metrics"]`:
+    those of `drift_endpoint` (the drifted line's), else every endpoint's.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if cloudwatch is not None and report.get("timeline"):
-        report["drift_metrics"] = drift_metrics(cloudwatch, Clock(report).start - timedelta(minutes=1))
+        since = Clock(report).start - timedelta(minutes=1)
+        report["drift_metrics"] = drift_metrics(cloudwatch, since, endpoint=drift_endpoint)
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md", "svg": out_dir / "timeline.svg"}
     paths["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     save(timeline_figure(report), paths["svg"])

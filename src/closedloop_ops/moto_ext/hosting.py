@@ -41,7 +41,8 @@ def fail_next_update(account: str, region: str, endpoint_name: str, reason: str 
     """The next UpdateEndpoint of this endpoint is accepted but rolled back: the old config keeps serving."""
     _next_update[_endpoint(account, region, endpoint_name)] = (
         "fail",
-        reason or "Deployment rolled back: CloudWatch alarm closedloop-endpoint-5xx went into ALARM during baking.",
+        reason
+        or "Deployment rolled back: CloudWatch alarm closedloop-loans-endpoint-5xx went into ALARM during baking.",
     )
 
 

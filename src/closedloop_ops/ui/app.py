@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,14 +114,17 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
         from closedloop_ops.status import _group_rows, stack_status
 
         report, problem = attempt(lambda: stack_status(stack))
-        listed, _ = attempt(lambda: data.versions(stack, settings.model_package_group))
+        versions: dict[str, list[dict[str, Any]]] = {}
+        for group in report.groups if report else []:
+            listed, _ = attempt(partial(data.versions, stack, group.model_group))
+            versions[group.model_group] = listed or []
         # the command line's wording of each fact (`closedloop status`), less the pending lines listed below
         return page(
             "overview.html",
             title="overview",
             report=report,
             problem=problem,
-            versions=listed or [],
+            versions=versions,
             rows=lambda group: [(label, text) for label, text in _group_rows(group) if label and label != "pending"],
         )
 
@@ -145,11 +149,12 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
             **extra,
         )
 
-    @app.get("/versions/<version>")
+    # a version is `3` (a stack of one line), `<line>/3`, or its ARN: the command line's forms
+    @app.get("/versions/<path:version>")
     def version_page(version: str) -> str:
         return evidence_page(version)
 
-    @app.post("/versions/<version>/<action>")
+    @app.post("/versions/<path:version>/<action>")
     def flip(version: str, action: str) -> tuple[str, int]:
         if action not in approvals.TARGET:
             abort(404)
@@ -186,7 +191,16 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
 
         inference_id = request.args.get("inference_id", "").strip() or None
         model_version = request.args.get("model_version", "").strip() or None
-        chain, problem = attempt(lambda: trace(stack, inference_id=inference_id, model_version=model_version))
+        lines, problem = attempt(lambda: [owned.line for owned in stack.lines()])
+        line = request.args.get("line", "").strip() or (lines[0] if lines else "")
+
+        def work() -> dict[str, Any]:
+            # no starting point: what the chosen line's endpoint serves now; a bare number: the line's version
+            endpoint = None if inference_id or model_version else stack.line(line).endpoint_name
+            version = f"{line}/{model_version}" if model_version and model_version.isdigit() else model_version
+            return trace(stack, inference_id=inference_id, endpoint=endpoint, model_version=version)
+
+        chain, problem = attempt(work) if problem is None else (None, problem)
         return page(
             "lineage.html",
             title="lineage",
@@ -194,6 +208,8 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
             problem=problem,
             inference_id=inference_id or "",
             model_version=model_version or "",
+            lines=lines or [],
+            line=line,
             graph=svg.lineage_graph(to_dot(chain)) if chain else None,
             text=format_text(chain) if chain else "",
         )
@@ -204,7 +220,9 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
     def drift_page() -> str:
         window = request.args.get("window", "24h")
         window = window if window in data.WINDOWS else "24h"
-        view, problem = attempt(lambda: data.drift(stack, window))
+        line = request.args.get("line", "").strip() or None
+        lines, _ = attempt(lambda: [owned.line for owned in stack.lines()])
+        view, problem = attempt(lambda: data.drift(stack, window, line=line))
         charts: list[Markup] = []
         if view is not None:
             moments = [svg.Moment(at, f"{name} → ALARM at {at:%Y-%m-%d %H:%M:%S}Z") for at, name in view.alarm_moments]
@@ -221,7 +239,14 @@ def create_app(stack: StackRef, *, identity: str | None = None) -> Flask:  # noq
                     )
                 )
         return page(
-            "drift.html", title="drift", view=view, problem=problem, charts=charts, window=window, windows=data.WINDOWS
+            "drift.html",
+            title="drift",
+            view=view,
+            problem=problem,
+            charts=charts,
+            window=window,
+            windows=data.WINDOWS,
+            lines=lines or [],
         )
 
     # -- audit -------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Series:
 @dataclass
 class DriftView:
     namespace: str
+    line: str
     endpoint: str
     start: datetime
     end: datetime
@@ -74,23 +75,28 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def drift(stack: StackRef, window: str = "24h", now: datetime | None = None) -> DriftView:
-    """The drift monitor's metrics over the window, each with the alarm that watches it and the moments
-    an alarm went to ALARM (CloudWatch alarm history, and the retraining route's ledger decisions)."""
+def drift(stack: StackRef, window: str = "24h", now: datetime | None = None, line: str | None = None) -> DriftView:
+    """The drift monitor's metrics of one model line's endpoint over the window (`line`, default the
+    stack's first line), each with the line's alarm that watches it and the moments one of those
+    alarms went to ALARM (CloudWatch alarm history, and the retraining route's ledger decisions).
+
+    Raises:
+        CliError: `line` is not a line of the stack.
+    """
     from closedloop_ops.operations import audit
 
     settings = stack.settings()
+    owned = stack.line(line) if line else stack.lines()[0]
     length, period = WINDOWS.get(window, WINDOWS["24h"])
     end = now or datetime.now(UTC)
     start = end - length
     cloudwatch = stack.client("cloudwatch")
-    namespace, endpoint = settings.drift_metrics_namespace, settings.endpoint_name
+    namespace, endpoint = settings.drift_metrics_namespace, owned.endpoint_name
     alarms = [
         a
-        for page in cloudwatch.get_paginator("describe_alarms").paginate(
-            AlarmNamePrefix=settings.alarm_prefix, AlarmTypes=["MetricAlarm"]
+        for a in cloudwatch.describe_alarms(AlarmNames=list(owned.drift_alarms), AlarmTypes=["MetricAlarm"]).get(
+            "MetricAlarms", []
         )
-        for a in page.get("MetricAlarms", [])
         if a.get("Namespace") == namespace
     ]
     series = []
@@ -114,7 +120,7 @@ def drift(stack: StackRef, window: str = "24h", now: datetime | None = None) -> 
                 alarm_state=watching.get("StateValue") if watching else None,
             )
         )
-    view = DriftView(namespace, endpoint, start, end, period, series)
+    view = DriftView(namespace, owned.line, endpoint, start, end, period, series)
     moments: set[tuple[datetime, str]] = set()
     for alarm in alarms:
         if alarm.get("StateValue") == "ALARM" and alarm.get("StateUpdatedTimestamp"):
@@ -132,6 +138,8 @@ def drift(stack: StackRef, window: str = "24h", now: datetime | None = None) -> 
     for decision in audit(stack, start, end):
         if decision.route == "alarm" and decision.business_key.startswith("alarm:"):
             name, _, at = decision.business_key.removeprefix("alarm:").partition("@")
+            if name not in owned.drift_alarms:
+                continue
             try:
                 moment = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%f%z")
             except ValueError:

@@ -1,4 +1,7 @@
-"""The approval gate's adapter: which version an execution registered, and the evidence about it.
+"""The approval gate's evidence: which version an execution registered, and what is known about it.
+
+Read through the adapters: the registry (`approval.registry`), the pipeline's executions
+(`training.pipeline`), the reports in S3 (`training.prepared.read_json`) and the ledger.
 
 * The registered version: `ListPipelineExecutionSteps` — the RegisterModel step's metadata names
   the package ARN. Where that is not available (the step list is gone, or the API is not
@@ -16,56 +19,27 @@
 from __future__ import annotations
 
 import math
-import re
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
-from pydantic import ConfigDict, Field
 
 from closedloop import ledger_keys, lineage
 from closedloop.approval.policy import BiasFacet, Champion, Evidence, Quality
-from closedloop.aws import aws_errors, is_not_found
+from closedloop.approval.registry import Candidate, GateRegistry, group_and_version
 from closedloop.errors import ClosedloopError, MissingEvidenceError
 from closedloop.ledger import Ledger
-from closedloop.model import Model
 from closedloop.prep.prepare import is_clean
+from closedloop.training.pipeline import TrainingPipeline
 from closedloop.training.prepared import read_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
+# Candidate and group_and_version: the registry's, kept importable here
+__all__ = ["Candidate", "EvidenceReader", "group_and_version", "parse_bias", "parse_evaluation"]
+
 EVALUATION_SCHEMA = "closedloop.evaluation/1"
-PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([^/]+)/(\d+)$")
 SEARCHED_PACKAGES = 25
 APPROVED_SCANNED = 50
-
-
-class Candidate(Model):
-    """A registered model version, as the registry describes it (what the gate needs of it)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    arn: str
-    group: str
-    version: int
-    approval_status: str
-    approval_description: str = ""
-    metadata: dict[str, str] = Field(default_factory=dict)
-    evaluation_uri: str | None = None
-    bias_uri: str | None = None
-    created_at: datetime | None = None
-
-    @property
-    def execution_arn(self) -> str | None:
-        return self.metadata.get(lineage.PIPELINE_EXECUTION)
-
-
-def group_and_version(arn: str) -> tuple[str, int] | None:
-    """(group, version) of a versioned model package ARN, or None for anything else."""
-    match = PACKAGE_ARN.match(arn)
-    return (match.group(1), int(match.group(2))) if match else None
 
 
 def _number(value: Any) -> float | None:
@@ -140,7 +114,8 @@ class EvidenceReader:
         self, *, s3: S3Client, sagemaker: SageMakerClient, ledger: Ledger, model_group: str, endpoint_name: str
     ) -> None:
         self._s3 = s3
-        self._sagemaker = sagemaker
+        self._registry = GateRegistry(sagemaker)
+        self._pipeline = TrainingPipeline(sagemaker)
         self._ledger = ledger
         self._group = model_group
         self._endpoint = endpoint_name
@@ -153,42 +128,16 @@ class EvidenceReader:
         Raises:
             AwsServiceError / ThrottledError: the registry could not be read.
         """
-        from_steps = self._from_steps(execution_arn)
+        from_steps = self._pipeline.registered_package(execution_arn)
         if from_steps:
             return from_steps, "steps"
         from_metadata = self._from_metadata(execution_arn)
         return (from_metadata, "metadata") if from_metadata else (None, "none")
 
-    def _from_steps(self, execution_arn: str) -> str | None:
-        token: str | None = None
-        while True:
-            request: dict[str, Any] = {"PipelineExecutionArn": execution_arn, "MaxResults": 100}
-            if token:
-                request["NextToken"] = token
-            try:
-                with aws_errors("sagemaker:ListPipelineExecutionSteps", passthrough=_unavailable):
-                    page = self._sagemaker.list_pipeline_execution_steps(**request)
-            except ClientError:
-                return None
-            for step in page.get("PipelineExecutionSteps", []):
-                registered = step.get("Metadata", {}).get("RegisterModel", {}).get("Arn")
-                if registered and step.get("StepStatus") == "Succeeded":
-                    return str(registered)
-            token = page.get("NextToken")
-            if not token:
-                return None
-
     def _from_metadata(self, execution_arn: str) -> str | None:
-        with aws_errors("sagemaker:ListModelPackages"):
-            summaries = self._sagemaker.list_model_packages(
-                ModelPackageGroupName=self._group,
-                SortBy="CreationTime",
-                SortOrder="Descending",
-                MaxResults=SEARCHED_PACKAGES,
-            ).get("ModelPackageSummaryList", [])
-        for summary in summaries:
+        for arn in self._registry.newest(self._group, limit=SEARCHED_PACKAGES):
             try:
-                candidate = self.describe(summary["ModelPackageArn"])
+                candidate = self.describe(arn)
             except MissingEvidenceError:
                 continue
             if candidate.execution_arn == execution_arn:
@@ -202,27 +151,12 @@ class EvidenceReader:
             MissingEvidenceError: no such package, or not a versioned package ARN.
             AwsServiceError / ThrottledError: the registry could not be read.
         """
-        parsed = group_and_version(arn)
-        if parsed is None:
+        if group_and_version(arn) is None:
             raise MissingEvidenceError("not a versioned model package ARN", model_package_arn=arn)
-        try:
-            with aws_errors("sagemaker:DescribeModelPackage", passthrough=is_not_found):
-                described = self._sagemaker.describe_model_package(ModelPackageName=arn)
-        except ClientError:
-            raise MissingEvidenceError("the model package does not exist", model_package_arn=arn) from None
-        metrics: Any = described.get("ModelMetrics") or {}
-        bias = metrics.get("Bias") or {}
-        return Candidate(
-            arn=arn,
-            group=str(described.get("ModelPackageGroupName") or parsed[0]),
-            version=int(described.get("ModelPackageVersion") or parsed[1]),
-            approval_status=str(described.get("ModelApprovalStatus") or ""),
-            approval_description=str(described.get("ApprovalDescription") or ""),
-            metadata=dict(described.get("CustomerMetadataProperties") or {}),
-            evaluation_uri=(metrics.get("ModelQuality") or {}).get("Statistics", {}).get("S3Uri"),
-            bias_uri=(bias.get("PostTrainingReport") or bias.get("Report") or {}).get("S3Uri"),
-            created_at=described.get("CreationTime"),
-        )
+        candidate = self._registry.describe(arn)
+        if candidate is None:
+            raise MissingEvidenceError("the model package does not exist", model_package_arn=arn)
+        return candidate
 
     # -- the evidence -------------------------------------------------------------------------------
 
@@ -285,16 +219,7 @@ class EvidenceReader:
         live = str(state.get("live_model_package_arn") or "")
         if live and live != candidate.arn and (group_and_version(live) or ("", 0))[0] == candidate.group:
             return self._champion_from(live, "live")
-        with aws_errors("sagemaker:ListModelPackages"):
-            summaries = self._sagemaker.list_model_packages(
-                ModelPackageGroupName=candidate.group,
-                ModelApprovalStatus="Approved",
-                SortBy="CreationTime",
-                SortOrder="Descending",
-                MaxResults=APPROVED_SCANNED,
-            ).get("ModelPackageSummaryList", [])
-        for summary in summaries:
-            arn = summary["ModelPackageArn"]
+        for arn in self._registry.newest(candidate.group, limit=APPROVED_SCANNED, approved_only=True):
             if arn == candidate.arn or self._ledger.get_state(ledger_keys.rolled_back(arn)) is not None:
                 continue
             return self._champion_from(arn, "latest-approved")
@@ -314,9 +239,3 @@ class EvidenceReader:
             auc=quality.auc if quality else None,
             problem=problem if quality is None else (None if quality.auc is not None else "the report has no AUC"),
         )
-
-
-def _unavailable(exc: ClientError) -> bool:
-    """The step list cannot be had (execution gone, API not there): fall back to the lineage search."""
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return is_not_found(exc) or code in {"UnknownOperationException", "NotImplemented", "InvalidAction"}

@@ -22,22 +22,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 from pydantic import ConfigDict
 
-from closedloop.approval.evidence import Candidate, EvidenceReader, group_and_version
+from closedloop import routes
+from closedloop.approval.evidence import EvidenceReader
 from closedloop.approval.policy import POLICY_VERSION, ApprovalPolicy, PolicyDecision, describe
-from closedloop.aws import aws_errors, is_not_found
+from closedloop.approval.registry import Candidate, GateRegistry, group_and_version
 from closedloop.errors import ForeignEventError, InvalidEventError, MissingEvidenceError
 from closedloop.events.base import foreign_scope
 from closedloop.events.pipeline import PipelineExecutionStatusChangeEvent
-from closedloop.idempotency import Once
 from closedloop.ledger import Decision, Ledger
+from closedloop.line import PerLine
 from closedloop.model import Model
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics
 from closedloop.retrain_lock import RetrainLock
+from closedloop.route_output import RouteOutput
 from closedloop.settings import ApprovalMode, Settings
+from closedloop.training.pipeline import TrainingPipeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -47,7 +49,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "pipeline-finished"
+ROUTE = routes.PIPELINE_FINISHED.name
+ACTION = "approval_gate"
 PENDING = "PendingManualApproval"
 
 GateResult = Literal["approved", "rejected", "pending", "skipped", "execution-failed", "no-model", "error"]
@@ -98,9 +101,10 @@ class ApprovalGate:
         idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer],
     ) -> None:
         self._settings = settings
-        self._sagemaker = sagemaker
+        self._registry = GateRegistry(sagemaker)
+        self._pipeline = TrainingPipeline(sagemaker)
         self._ledger = ledger
-        self._notifier = notifier
+        self._output = RouteOutput(routes.PIPELINE_FINISHED, ledger, notifier, settings=settings)
         self._policy = ApprovalPolicy.from_settings(settings)
         self._lock = RetrainLock(ledger, lease=timedelta(seconds=settings.pipeline_max_runtime_s))
         self._reader = EvidenceReader(
@@ -110,18 +114,17 @@ class ApprovalGate:
             model_group=settings.model_package_group,
             endpoint_name=settings.endpoint_name,
         )
-        self._decide_once = Once(
+        self._decide_once = self._output.once(
             self._decide,
+            action=ACTION,
             key="[execution_arn, status]",
             data_argument="finished",
             output=GateOutcome,
             store=idempotency_store,
-            ttl_seconds=settings.idempotency_ttl_s,
-            key_prefix=f"{ROUTE}.approval_gate",
         )
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
-        self._decide_once.register_lambda_context(context)
+        self._output.register_lambda_context(context)
 
     def handle(self, event: PipelineExecutionStatusChangeEvent) -> GateOutcome:
         """Handle one terminal status of an execution of this stack's pipeline, once.
@@ -215,16 +218,12 @@ class ApprovalGate:
             return self._skip(finished, released, candidate, found_by)
         self._ledger.record(record)
         if candidate.approval_status != target:
-            with aws_errors("sagemaker:UpdateModelPackage"):
-                self._sagemaker.update_model_package(
-                    ModelPackageArn=candidate.arn, ModelApprovalStatus=target, ApprovalDescription=description
-                )
+            self._registry.set_approval(candidate.arn, description, target)
         metrics.add_metric(
             name="ModelsApproved" if decision.approve else "ModelsRejected", unit=MetricUnit.Count, value=1
         )
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"model version {candidate.version} {result} by {decision.policy_version}",
+        self._output.notify(
+            f"model version {candidate.version} {result} by {decision.policy_version}",
             severity="INFO" if decision.approve else "WARNING",
             **self._summary(finished, candidate, decision),
         )
@@ -244,12 +243,10 @@ class ApprovalGate:
         record = self._decision(finished, candidate, "pending", decision, found_by)
         self._ledger.record(record)
         description = describe(decision, mode="manual", decision_id=record.decision_id)
-        with aws_errors("sagemaker:UpdateModelPackage"):
-            self._sagemaker.update_model_package(ModelPackageArn=candidate.arn, ApprovalDescription=description)
+        self._registry.set_approval(candidate.arn, description)
         metrics.add_metric(name="ApprovalsPending", unit=MetricUnit.Count, value=1)
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"model version {candidate.version} awaits approval (policy recommends "
+        self._output.notify(
+            f"model version {candidate.version} awaits approval (policy recommends "
             f"{'approval' if decision.approve else 'rejection'})",
             severity="INFO",
             approvers=list(self._settings.approvers),
@@ -262,20 +259,16 @@ class ApprovalGate:
 
     def _execution_ended(self, finished: ExecutionFinished, released: bool) -> GateOutcome:
         reason = finished.failure_reason or self._failure_reason(finished.execution_arn)
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=finished.event_id,
-                business_key=f"execution:{finished.execution_arn}",
-                action="pipeline_finished",
-                result=finished.status.lower(),
-                reason=reason,
-                details={"lock_released": released, "pipeline": finished.pipeline_name},
-            )
+        self._output.record(
+            event_id=finished.event_id,
+            business_key=f"execution:{finished.execution_arn}",
+            action="pipeline_finished",
+            result=finished.status.lower(),
+            reason=reason,
+            details={"lock_released": released, "pipeline": finished.pipeline_name},
         )
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"training pipeline {finished.status.lower()}: {finished.display_name or finished.execution_arn}",
+        self._output.notify(
+            f"training pipeline {finished.status.lower()}: {finished.display_name or finished.execution_arn}",
             severity="ERROR" if finished.status == "Failed" else "WARNING",
             execution_arn=finished.execution_arn,
             status=finished.status,
@@ -293,12 +286,10 @@ class ApprovalGate:
         )
 
     def _failure_reason(self, execution_arn: str) -> str:
-        try:
-            with aws_errors("sagemaker:DescribePipelineExecution", passthrough=is_not_found):
-                described = self._sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
-        except ClientError:
+        reason = self._pipeline.failure_reason(execution_arn)
+        if reason is None:
             return "the execution no longer exists"
-        return str(described.get("FailureReason") or "no failure reason given")[:1000]
+        return (reason or "no failure reason given")[:1000]
 
     def _error(
         self,
@@ -309,20 +300,16 @@ class ApprovalGate:
         **details: Any,
     ) -> GateOutcome:
         arn = details.get("model_package_arn")
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=finished.event_id,
-                business_key=arn or f"execution:{finished.execution_arn}",
-                action="approval_gate",
-                result=result,
-                reason=reason,
-                details={**details, "execution_arn": finished.execution_arn, "lock_released": released},
-            )
+        self._output.record(
+            event_id=finished.event_id,
+            business_key=arn or f"execution:{finished.execution_arn}",
+            action=ACTION,
+            result=result,
+            reason=reason,
+            details={**details, "execution_arn": finished.execution_arn, "lock_released": released},
         )
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"approval gate: no decision possible for {finished.display_name or finished.execution_arn}",
+        self._output.notify(
+            f"approval gate: no decision possible for {finished.display_name or finished.execution_arn}",
             severity="ERROR",
             execution_arn=finished.execution_arn,
             reason=reason,
@@ -345,16 +332,13 @@ class ApprovalGate:
 
     def _skip(self, finished: ExecutionFinished, released: bool, candidate: Candidate, found_by: str) -> GateOutcome:
         reason = f"the version is already {candidate.approval_status}: a decision was made before the gate ran"
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=finished.event_id,
-                business_key=candidate.arn,
-                action="approval_gate",
-                result="skipped",
-                reason=reason,
-                details={"execution_arn": finished.execution_arn, "version": candidate.version},
-            )
+        self._output.record(
+            event_id=finished.event_id,
+            business_key=candidate.arn,
+            action=ACTION,
+            result="skipped",
+            reason=reason,
+            details={"execution_arn": finished.execution_arn, "version": candidate.version},
         )
         return GateOutcome(
             execution_arn=finished.execution_arn,
@@ -373,11 +357,10 @@ class ApprovalGate:
     def _decision(
         self, finished: ExecutionFinished, candidate: Candidate, result: str, decision: PolicyDecision, found_by: str
     ) -> Decision:
-        return Decision(
-            route=ROUTE,
+        return self._output.decision(
             event_id=finished.event_id,
             business_key=candidate.arn,
-            action="approval_gate",
+            action=ACTION,
             result=result,
             reason="; ".join(f"{r.code}: {r.detail}" for r in decision.rejections)[:1000],
             details={
@@ -426,3 +409,37 @@ class ApprovalGate:
             policy_version=decision.policy_version or POLICY_VERSION,
             reasons=tuple(decision.codes),
         )
+
+
+class LineGates:
+    """Route 3 for every model line: the execution's line, then that line's gate.
+
+    The pipeline is shared; what an execution trains is its `ModelPackageGroupName` parameter,
+    set by whoever started it (routes 2 and 6) to the line's group. An execution of another
+    account, region or pipeline — or one whose group no deployed line owns — goes to the gate
+    of no line, which refuses it or records it as outside the stack's groups.
+    """
+
+    def __init__(self, *, settings: Settings, sagemaker: SageMakerClient, build: Callable[[Settings], ApprovalGate]):
+        self._settings = settings
+        self._pipeline = TrainingPipeline(sagemaker)
+        self._gates = PerLine(settings, build)
+        self._context: LambdaContext | None = None
+
+    def register_lambda_context(self, context: LambdaContext | None) -> None:
+        self._context = context
+
+    def handle(self, event: PipelineExecutionStatusChangeEvent) -> GateOutcome:
+        """Hand the event to the gate of the execution's line (see `ApprovalGate.handle`)."""
+        detail = event.detail
+        ours = foreign_scope(event, self._settings.account_id, self._settings.region, detail.pipeline_arn) is None
+        same_pipeline = detail.pipeline_name.lower() == self._settings.pipeline_name.lower()
+        line = self._line_of(detail.execution_arn) if ours and same_pipeline else None
+        if line is not None:
+            logger.append_keys(model_line=line)
+        gate = self._gates[line]
+        gate.register_lambda_context(self._context)
+        return gate.handle(event)
+
+    def _line_of(self, execution_arn: str) -> str | None:
+        return self._gates.catalog.by_model_group(self._pipeline.model_group_of(execution_arn))

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, computed_field
 
 from closedloop.dataprep.policy import DATASET_NAME, load_policy
-from closedloop.errors import InvalidEventError
+from closedloop.errors import InvalidEventError, UnknownDatasetError
 from closedloop.events.s3 import ObjectCreatedEvent
 from closedloop.model import Model
 
@@ -88,7 +88,9 @@ class DataPrepRun(Model):
         return [obj.identity for obj in self.objects]
 
 
-def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_prefix: str) -> RawObject | Skipped:
+def raw_object_from_event(
+    event: ObjectCreatedEvent, *, data_bucket: str, raw_prefix: str, lines: tuple[str, ...] = ()
+) -> RawObject | Skipped:
     """Validate one `Object Created` event of the data bucket.
 
     The key is URL-decoded first (S3 encodes it in its events; see `decode_object_key`), so every
@@ -103,7 +105,8 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
             versioned), a key outside `raw/<dataset>/`, a key with `..` or control characters, an
             over-long key, version id, etag or sequencer, a key ending in `/` that holds data, an
             unsupported file type.
-        UnknownDatasetError: no policy is declared for the key's dataset.
+        UnknownDatasetError: no model line is declared for the key's dataset, or (`lines`, the
+            stack's deployed lines, when given) the line is not deployed in this stack.
     """
     detail = event.detail
     key = detail.object.decoded_key
@@ -132,6 +135,8 @@ def raw_object_from_event(event: ObjectCreatedEvent, *, data_bucket: str, raw_pr
         raise InvalidEventError(f"object key is not {raw_prefix}<dataset>/<file>")
     if any(segment in {"", ".", ".."} for segment in rest.split("/")):
         raise InvalidEventError("object key has '.', '..' or empty path segments")
+    if lines and dataset not in lines:
+        raise UnknownDatasetError(f"no model line {dataset!r} is deployed in this stack (ModelLines)", dataset=dataset)
     policy = load_policy(dataset)
     file_format = _format_of(rest)
     if file_format is None or file_format not in policy.formats:

@@ -138,7 +138,10 @@ class ArrivalBatch:
         try:
             parsed = ObjectCreatedEvent.model_validate_json(cast(str, record.body))
             return raw_object_from_event(
-                parsed, data_bucket=self._settings.data_bucket, raw_prefix=self._settings.raw_prefix
+                parsed,
+                data_bucket=self._settings.data_bucket,
+                raw_prefix=self._settings.raw_prefix,
+                lines=self._settings.model_lines,
             )
         except ValidationError as exc:
             for model, reason in _RECORD_LOOK_ALIKES:

@@ -1,4 +1,4 @@
-"""Declarative per-dataset PII and schema policies (`closedloop/datasets/<dataset>.json`).
+"""Declarative per-dataset PII and schema policies: the dataset part of a model line (`closedloop/lines/<line>.json`).
 
 A policy lists every column a raw file of the dataset must have, in order, with what preparation
 does to it: `keep`, `drop`, `pseudonymise` (keyed hash, stable across runs) or `mask`. Kept text,
@@ -16,12 +16,11 @@ import hashlib
 import json
 import re
 from functools import cache
-from importlib import resources
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from closedloop.errors import DatasetPolicyError, UnknownDatasetError
+from closedloop.errors import DatasetPolicyError
 from closedloop.model import Model
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -32,6 +31,7 @@ ColumnType = Literal["numeric", "categorical", "text", "identifier", "label"]
 # What preparation does with a file in which undeclared PII is found (docs/governance.md).
 UndeclaredPiiAction = Literal["quarantine_file", "quarantine_rows", "redact"]
 REGION = r"^[A-Z]{2}$"
+M = TypeVar("M", bound=Model)
 
 
 class ColumnPolicy(Model):
@@ -115,39 +115,46 @@ def parse_policy(text: str, *, source: str) -> DatasetPolicy:
     Raises:
         DatasetPolicyError: the document is not valid JSON or breaks a policy rule.
     """
+    return validate_document(DatasetPolicy, text, source=source, what="dataset policy")
+
+
+def validate_document(model: type[M], text: str, *, source: str, what: str) -> M:
+    """Validate a JSON document against a model; the error names every problem by its field path.
+
+    Raises:
+        DatasetPolicyError: the document is not valid JSON or breaks a rule.
+    """
     try:
-        return DatasetPolicy.model_validate(json.loads(text))
+        return model.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:
         detail = (
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
             if isinstance(exc, ValidationError)
             else str(exc)
         )
-        raise DatasetPolicyError(f"invalid dataset policy {source}: {detail}", source=source) from None
+        raise DatasetPolicyError(f"invalid {what} {source}: {detail}", source=source) from None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(map(str, loc)) or "(document)"
 
 
 @cache
 def load_policy(dataset: str) -> DatasetPolicy:
-    """The policy of a dataset shipped with closedloop.
+    """The dataset policy of the model line of this name (`closedloop/lines/<dataset>.json`).
 
     Raises:
-        UnknownDatasetError: no policy is declared for this dataset.
-        DatasetPolicyError: the declared policy is invalid.
+        UnknownDatasetError: no line is declared for this dataset.
+        DatasetPolicyError: the declared line is invalid.
     """
-    if not DATASET_NAME.match(dataset):
-        raise UnknownDatasetError("dataset name is not a lower-case slug", dataset_name_length=len(dataset))
-    document = resources.files("closedloop.datasets").joinpath(f"{dataset}.json")
-    if not document.is_file():
-        raise UnknownDatasetError(f"no policy is declared for dataset {dataset!r}", dataset=dataset)
-    policy = parse_policy(document.read_text(encoding="utf-8"), source=f"{dataset}.json")
-    if policy.dataset != dataset:
-        raise DatasetPolicyError(f"{dataset}.json declares dataset {policy.dataset!r}", source=f"{dataset}.json")
-    return policy
+    from closedloop.line import load_line  # noqa: PLC0415 - the line module builds on this one
+
+    return load_line(dataset).dataset_policy()
 
 
 def known_datasets() -> list[str]:
-    return sorted(
-        entry.name.removesuffix(".json")
-        for entry in resources.files("closedloop.datasets").iterdir()
-        if entry.name.endswith(".json")
-    )
+    from closedloop.line import known_lines  # noqa: PLC0415 - as above
+
+    return known_lines()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from botocore.exceptions import ClientError
 from pydantic import ConfigDict
 
+from closedloop import routes
 from closedloop.aws import aws_errors, is_already_exists, is_not_found
 from closedloop.dataprep.arrival import DataPrepRun, RawObject, plan_runs
 from closedloop.dataprep.policy import load_policy
@@ -35,9 +36,9 @@ from closedloop.dataprep.requests import (
     prep_job_name,
 )
 from closedloop.errors import ClosedloopError
-from closedloop.idempotency import Once
-from closedloop.ledger import Decision, Ledger
+from closedloop.ledger import Ledger
 from closedloop.model import Model
+from closedloop.route_output import RouteOutput
 from closedloop.settings import DataPrepEngine, Settings
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "data-arrival"
+ROUTE = routes.DATA_ARRIVAL.name
+ACTION = "start_data_prep"
 GLUE_RUN_LOOKBACK_PAGES = 4
 
 
@@ -110,18 +112,18 @@ class DataPrepService:
         self._glue = glue
         self._ledger = ledger
         self._code = code
-        self._start_once = Once(
+        self._output = RouteOutput(routes.DATA_ARRIVAL, ledger, settings=settings)
+        self._start_once = self._output.once(
             self._start,
+            action=ACTION,
             key="run_id",
             data_argument="run",
             output=DataPrepStarted,
             store=idempotency_store,
-            ttl_seconds=settings.idempotency_ttl_s,
-            key_prefix=f"{ROUTE}.start_data_prep",
         )
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
-        self._start_once.register_lambda_context(context)
+        self._output.register_lambda_context(context)
 
     def prepare(self, objects: Sequence[RawObject]) -> list[RunOutcome]:
         """Start one run per dataset for the new objects of a batch; never raises per dataset.
@@ -148,16 +150,13 @@ class DataPrepService:
 
     def _record_failure(self, candidate: DataPrepRun, exc: ClosedloopError) -> None:
         try:
-            self._ledger.record(
-                Decision(
-                    route=ROUTE,
-                    event_id=min(obj.event_id for obj in candidate.objects),
-                    business_key=f"run:{candidate.dataset}/{candidate.run_id}",
-                    action="start_data_prep",
-                    result="failed",
-                    reason=exc.message,
-                    details={**exc.as_dict(), "objects": len(candidate.objects)},
-                )
+            self._output.record(
+                event_id=min(obj.event_id for obj in candidate.objects),
+                business_key=f"run:{candidate.dataset}/{candidate.run_id}",
+                action=ACTION,
+                result="failed",
+                reason=exc.message,
+                details={**exc.as_dict(), "objects": len(candidate.objects)},
             )
         except ClosedloopError:  # the ledger itself is down: the batch item failure still reports it
             return
@@ -169,25 +168,21 @@ class DataPrepService:
         if not fresh:
             for run_id in sorted(set(consumed.values())):
                 # a run that took these objects and died before writing down its start
-                self._ledger.settle_intent(f"run:{candidate.dataset}/{run_id}", ROUTE, "start_data_prep")
-            self._ledger.record(
-                Decision(
-                    route=ROUTE,
-                    event_id=event_id,
-                    business_key=f"run:{candidate.dataset}/{sorted(set(consumed.values()))[0]}",
-                    action="start_data_prep",
-                    result="duplicate",
-                    reason="every object of the batch was already taken by a preparation run",
-                    details={"objects": len(candidate.objects), "runs": sorted(set(consumed.values()))},
-                )
+                self._ledger.settle_intent(f"run:{candidate.dataset}/{run_id}", ROUTE, ACTION)
+            self._output.record(
+                event_id=event_id,
+                business_key=f"run:{candidate.dataset}/{sorted(set(consumed.values()))[0]}",
+                action=ACTION,
+                result="duplicate",
+                reason="every object of the batch was already taken by a preparation run",
+                details={"objects": len(candidate.objects), "runs": sorted(set(consumed.values()))},
             )
             return RunOutcome(dataset=candidate.dataset, result="duplicate", identities=tuple(candidate.identities))
         run = DataPrepRun(dataset=candidate.dataset, objects=fresh)
-        started_decision = Decision(
-            route=ROUTE,
+        started_decision = self._output.decision(
             event_id=event_id,
             business_key=f"run:{run.dataset}/{run.run_id}",
-            action="start_data_prep",
+            action=ACTION,
             result="started",
             details={
                 "engine": self._settings.data_prep_engine.value,

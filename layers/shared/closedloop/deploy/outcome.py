@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from closedloop import lineage
+from closedloop import lineage, routes
 from closedloop.deploy.hosting import Hosting
 from closedloop.deploy.models import DeploymentObservation, Endpoint, EndpointState, LiveVersion
 from closedloop.deploy.packages import Registry
@@ -30,15 +30,16 @@ from closedloop.deploy.state import EndpointStateStore
 from closedloop.errors import ClosedloopError, ForeignEventError
 from closedloop.events.base import foreign_scope
 from closedloop.events.endpoint import EndpointDeploymentStateChangeEvent, EndpointStateChangeEvent
-from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.ledger import Clock, Ledger, utcnow
 from closedloop.notify import Notifier, Severity
 from closedloop.observability import logger, metrics
+from closedloop.route_output import RouteOutput
 from closedloop.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "deployment-outcome"
+ROUTE = routes.DEPLOYMENT_OUTCOME.name
 
 OUTCOME_TAG = {"live": "live", "rolled_back": "rolled-back", "failed": "failed", "superseded": "superseded"}
 
@@ -60,8 +61,7 @@ class DeploymentRecorder:
         self._settings = settings
         self._hosting = Hosting(sagemaker, settings.endpoint_name)
         self._registry = Registry(sagemaker)
-        self._ledger = ledger
-        self._notifier = notifier
+        self._output = RouteOutput(routes.DEPLOYMENT_OUTCOME, ledger, notifier, settings=settings)
         self._state = EndpointStateStore(ledger, settings.endpoint_name, clock)
 
     def record(self, event: EndpointEventModel) -> DeploymentObservation:
@@ -402,22 +402,12 @@ class DeploymentRecorder:
                 logger.warning("endpoint lineage tags not written", error=exc.as_dict())
 
     def _record(self, event_id: str, key: str, action: str, result: str, reason: str, details: dict[str, Any]) -> None:
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=event_id,
-                business_key=key,
-                action=action,
-                result=result,
-                reason=reason,
-                details=details,
-            )
+        self._output.record(
+            event_id=event_id, business_key=key, action=action, result=result, reason=reason, details=details
         )
 
     def _notify(self, severity: Severity, subject: str, **facts: Any) -> None:
-        self._notifier.send(
-            route=ROUTE, subject=subject, severity=severity, endpoint=self._settings.endpoint_name, **facts
-        )
+        self._output.notify(subject, severity=severity, endpoint=self._settings.endpoint_name, **facts)
 
 
 Verdict = Literal["in_progress", "live", "rolled_back", "failed", "reconciled", "endpoint_failed", "unchanged"]

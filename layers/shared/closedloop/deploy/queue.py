@@ -21,16 +21,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import ValidationError
 
+from closedloop import routes
 from closedloop.aws import aws_errors
 from closedloop.deploy.policy import backoff_seconds
-from closedloop.deploy.rollout import ROUTE, Rollout
+from closedloop.deploy.rollout import Rollout
 from closedloop.errors import ClosedloopError, EndpointBusyError, InvalidEventError
 from closedloop.events.base import validation_problems
 from closedloop.events.registry import ModelPackageStateChangeEvent
 from closedloop.events.sqs import SqsRecordModel
-from closedloop.ledger import Decision, Ledger
+from closedloop.ledger import Ledger
+from closedloop.line import PerLine
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics
+from closedloop.route_output import RouteOutput
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -43,17 +46,17 @@ MAX_ATTRIBUTE = 1000
 class ApprovalQueue:
     """Handles one SQS batch of model package state changes (partial batch responses)."""
 
-    def __init__(self, *, rollout: Rollout, ledger: Ledger, notifier: Notifier, sqs: SQSClient) -> None:
-        self._rollout = rollout
-        self._ledger = ledger
-        self._notifier = notifier
+    def __init__(self, *, rollouts: PerLine[Rollout], ledger: Ledger, notifier: Notifier, sqs: SQSClient) -> None:
+        self._rollouts = rollouts  # each line's rollout: its group, its endpoint
+        self._context: LambdaContext | None = None
+        self._output = RouteOutput(routes.MODEL_APPROVAL, ledger, notifier)  # no line: the batch is of any line
         self._sqs = sqs
         self._queue_urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, str] = {}
 
     def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialItemFailureResponse:
         """Decide every record; returns the partial batch response (records to retry)."""
-        self._rollout.register_lambda_context(context)
+        self._context = context
         processor = BatchProcessor(
             event_type=EventType.SQS,
             model=SqsRecordModel,  # type: ignore[arg-type]  # closedloop's mirror of Powertools' model
@@ -73,7 +76,9 @@ class ApprovalQueue:
             self._give_up(record, error, None)
             return "dead-lettered"
         try:
-            outcome = self._rollout.handle(parsed)
+            rollout = self._rollouts[self._rollouts.catalog.by_model_group(parsed.detail.group)]
+            rollout.register_lambda_context(self._context)
+            outcome = rollout.handle(parsed)
         except ClosedloopError as exc:
             if not exc.retryable:
                 self._give_up(record, exc, parsed)
@@ -103,18 +108,18 @@ class ApprovalQueue:
         )
         metrics.add_metric(name="ApprovalEventsRetried", unit=MetricUnit.Count, value=1)
         if isinstance(exc, EndpointBusyError):
-            self._record(
-                parsed.id,
-                parsed.detail.arn,
+            self._output.record(
+                event_id=parsed.id,
+                business_key=parsed.detail.arn,
                 action="wait",
                 result="endpoint_busy",
                 reason=exc.message,
                 details={**exc.as_dict(), "receives": receives, "retry_in_s": delay},
             )
         # what `closedloop dlq show` reports if this message ends in the DLQ after its last receive
-        self._record(
-            parsed.id,
-            f"sqs:{record.messageId}",
+        self._output.record(
+            event_id=parsed.id,
+            business_key=f"sqs:{record.messageId}",
             action="retry",
             result="retry_later",
             reason=exc.message,
@@ -154,17 +159,16 @@ class ApprovalQueue:
         key = parsed.detail.arn if parsed else f"sqs:{record.messageId}"
         try:
             for business_key in (key, f"sqs:{sent['MessageId']}"):  # the version's history; the DLQ's reason
-                self._record(
-                    event_id,
-                    business_key,
+                self._output.record(
+                    event_id=event_id,
+                    business_key=business_key,
                     action="handle_event",
                     result="failed",
                     reason=exc.message,
                     details=exc.as_dict(),
                 )
-            self._notifier.send(
-                route=ROUTE,
-                subject="A model approval could not be handled; the event is in the dead-letter queue",
+            self._output.notify(
+                "A model approval could not be handled; the event is in the dead-letter queue",
                 severity="ERROR",
                 model_package_arn=parsed.detail.arn if parsed else "",
                 status=parsed.detail.approval_status if parsed else "",
@@ -174,21 +178,6 @@ class ApprovalQueue:
             )
         except ClosedloopError as report_error:  # the event is safe in the DLQ; say so in the log
             logger.error("failure not reported", message_id=record.messageId, error=report_error.as_dict())
-
-    def _record(
-        self, event_id: str, key: str, *, action: str, result: str, reason: str, details: dict[str, Any]
-    ) -> None:
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=event_id,
-                business_key=key,
-                action=action,
-                result=result,
-                reason=reason,
-                details=details,
-            )
-        )
 
     # -- queue addresses ------------------------------------------------------------------------------
 

@@ -19,15 +19,18 @@ An endpoint that is being created or updated raises `EndpointBusyError`: the eve
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ConfigDict
 
+from closedloop import routes
 from closedloop.deploy.hosting import Hosting, alarm_states
 from closedloop.deploy.models import DeploymentKind, Endpoint, LiveVersion, ModelPackage, RolloutOutcome
 from closedloop.deploy.packages import Registry
 from closedloop.deploy.policy import (
+    AlarmSelection,
     Verdict,
     approval_verdict,
     deployability_problem,
@@ -50,11 +53,11 @@ from closedloop.deploy.state import EndpointStateStore
 from closedloop.errors import ClosedloopError, EndpointBusyError, EndpointUnusableError, ForeignEventError
 from closedloop.events.base import foreign_scope
 from closedloop.events.registry import ModelPackageStateChangeEvent
-from closedloop.idempotency import Once
-from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.ledger import Clock, Ledger, utcnow
 from closedloop.model import Model
 from closedloop.notify import Notifier, Severity
 from closedloop.observability import logger, metrics
+from closedloop.route_output import RouteOutput
 from closedloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,7 +65,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "model-approval"
+ROUTE = routes.MODEL_APPROVAL.name
 
 
 class StatusChange(Model):
@@ -80,6 +83,59 @@ def group_of(model_package_arn: str) -> str:
     """`…:model-package/<group>/<version>` → `<group>` (lower case, as SageMaker writes ARNs)."""
     resource = model_package_arn.rsplit(":model-package/", 1)[-1]
     return resource.rsplit("/", 1)[0].lower() if "/" in resource else ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment decided on: which version replaces which on the endpoint, under which config, and why."""
+
+    change: StatusChange
+    target: ModelPackage  # the version to serve
+    trigger: ModelPackage  # whose status change decided it (the decision's key): the target, or a rejected live one
+    endpoint: Endpoint | None  # None: the endpoint does not exist yet
+    live: LiveVersion | None
+    kind: DeploymentKind
+    reason: str
+    config_name: str
+    deployment_id: str
+
+    @property
+    def already_serving(self) -> bool:
+        """The endpoint serves the target's endpoint config already: there is nothing to start."""
+        return self.endpoint is not None and self.endpoint.config_name == self.config_name
+
+
+@dataclass(frozen=True)
+class EndpointStart:
+    """The call that starts a deployment: CreateEndpoint, or a blue/green UpdateEndpoint."""
+
+    action: Literal["create_endpoint", "update_endpoint"]
+    status: str  # the endpoint state's status while the deployment runs
+    request: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)  # what the ledger adds about it: the rollback alarms
+
+
+def deployment_id(change: StatusChange, config_name: str) -> str:
+    """The id of one deployment: the status change that decided it and the endpoint config it rolls out."""
+    return hashlib.sha256(f"{change.key}\x1f{config_name}".encode()).hexdigest()[:16]
+
+
+def deployment_details(deployment: Deployment, resources: dict[str, Any], *, approval: str) -> dict[str, Any]:
+    """What the ledger records of a deployment: the versions, the resources behind it, the approval."""
+    target, live = deployment.target, deployment.live
+    details: dict[str, Any] = {
+        "kind": deployment.kind,
+        "deployed_model_package_arn": target.arn,
+        "deployed_version": target.version,
+        "live_model_package_arn": live.model_package_arn if live else "",
+        "live_version": live.version if live else None,
+        **resources,
+        "approval": approval,
+        "deployment_id": deployment.deployment_id,
+    }
+    if target.missing_lineage():
+        details["missing_lineage"] = target.missing_lineage()
+    return details
 
 
 class Rollout:
@@ -102,21 +158,20 @@ class Rollout:
         self._hosting = Hosting(sagemaker, settings.endpoint_name)
         self._cloudwatch = cloudwatch
         self._ledger = ledger
-        self._notifier = notifier
+        self._output = RouteOutput(routes.MODEL_APPROVAL, ledger, notifier, settings=settings)
         self._state = EndpointStateStore(ledger, settings.endpoint_name, clock)
         self._clock = clock
-        self._once = Once(
+        self._once = self._output.once(
             self._decide,
+            action="deploy_model",
             key="key",
             data_argument="change",
             output=RolloutOutcome,
             store=idempotency_store,
-            ttl_seconds=settings.idempotency_ttl_s,
-            key_prefix=f"{ROUTE}.deploy_model",
         )
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
-        self._once.register_lambda_context(context)
+        self._output.register_lambda_context(context)
 
     # -- entry point ---------------------------------------------------------------------------------
 
@@ -170,9 +225,9 @@ class Rollout:
         )
         outcome = self._once(change=change, package=package)
         if outcome.event_id != event.id:
-            self._record(
-                change.event_id,
-                package.arn,
+            self._output.record(
+                event_id=change.event_id,
+                business_key=package.arn,
                 action="deduplicate",
                 result="duplicate",
                 reason="this status change was already decided",
@@ -292,81 +347,129 @@ class Rollout:
         reason: str,
         trigger: ModelPackage | None = None,
     ) -> RolloutOutcome:
-        settings = self._settings
+        """Roll `target` out: its model and endpoint config, then CreateEndpoint or a blue/green UpdateEndpoint.
+
+        The decision is recorded against `trigger` (the rejected live version of a rollback), else `target`.
+
+        Raises:
+            ClosedloopError: none of the rollback alarms exists (not retryable), or an AWS call failed.
+            EndpointBusyError: another deployment started since the endpoint was read (retryable).
+        """
         tags = lineage_tags(target, verdict.approval)
-        model_request = build_create_model_request(settings, target, tags=tags)
-        config_request = build_endpoint_config_request(settings, target, tags=tags)
+        model_request = build_create_model_request(self._settings, target, tags=tags)
+        config_request = build_endpoint_config_request(self._settings, target, tags=tags)
+        resources = self._create_model_and_config(model_request, config_request)
+        config_name: str = config_request["EndpointConfigName"]
+        deployment = Deployment(
+            change=change,
+            target=target,
+            trigger=trigger or target,
+            endpoint=endpoint,
+            live=live,
+            kind=kind,
+            reason=reason,
+            config_name=config_name,
+            deployment_id=deployment_id(change, config_name),
+        )
+        details = deployment_details(deployment, resources, approval=verdict.approval)
+        if deployment.already_serving:
+            serving = "the endpoint already serves this endpoint config"
+            return self._outcome(change, deployment.trigger, "already_live", serving, action_name=kind, details=details)
+        start = self._create_request(deployment, tags) if endpoint is None else self._update_request(deployment)
+        self._start(deployment, start, details)
+        self._record_pending(deployment, start.status)
+        return self._started(deployment, start, details)
+
+    def _create_model_and_config(self, model_request: dict[str, Any], config_request: dict[str, Any]) -> dict[str, Any]:
+        """Create the model and the endpoint config unless they exist; what the ledger says of them.
+
+        Raises:
+            AwsServiceError / ThrottledError / ResourceLimitError: one could not be created.
+        """
         model_created = self._hosting.ensure_model(model_request)
         config_created = self._hosting.ensure_endpoint_config(config_request)
-        config_name: str = config_request["EndpointConfigName"]
-        deployment_id = hashlib.sha256(f"{change.key}\x1f{config_name}".encode()).hexdigest()[:16]
-        details: dict[str, Any] = {
-            "kind": kind,
-            "deployed_model_package_arn": target.arn,
-            "deployed_version": target.version,
-            "live_model_package_arn": live.model_package_arn if live else "",
-            "live_version": live.version if live else None,
+        return {
             "model": model_request["ModelName"],
             "model_created": model_created,
-            "endpoint_config": config_name,
+            "endpoint_config": config_request["EndpointConfigName"],
             "endpoint_config_created": config_created,
-            "approval": verdict.approval,
-            "deployment_id": deployment_id,
         }
-        if target.missing_lineage():
-            details["missing_lineage"] = target.missing_lineage()
-        trigger_package = trigger or target
-        if endpoint is not None and endpoint.config_name == config_name:
-            return self._outcome(
-                change,
-                trigger_package,
-                "already_live",
-                "the endpoint already serves this endpoint config",
-                action_name=kind,
-                details=details,
-            )
-        intent = Decision(
-            route=ROUTE,
-            event_id=change.event_id,
-            business_key=trigger_package.arn,
-            action=kind,
-            result="deploying",
-            reason=reason,
-            details={**details, "action": "create_endpoint" if endpoint is None else "update_endpoint"},
+
+    def _create_request(self, deployment: Deployment, tags: list[dict[str, str]]) -> EndpointStart:
+        """The first deployment: CreateEndpoint (there is no old fleet to shift traffic from)."""
+        request = build_create_endpoint_request(self._settings, deployment.config_name, tags=tags)
+        return EndpointStart(action="create_endpoint", status="creating", request=request)
+
+    def _update_request(self, deployment: Deployment) -> EndpointStart:
+        """A blue/green UpdateEndpoint under the traffic policy, rolled back by the alarms that can judge it.
+
+        Raises:
+            ClosedloopError: none of the rollback alarms exists (not retryable).
+        """
+        alarms = self._rollback_alarms(deployment)
+        deployment_config = build_deployment_config(self._settings, alarms.guarding)
+        return EndpointStart(
+            action="update_endpoint",
+            status="updating",
+            request=build_update_endpoint_request(self._settings, deployment.config_name, deployment_config),
+            details={
+                "rollback_alarms": list(alarms.guarding),
+                "missing_rollback_alarms": list(alarms.missing),
+                "rollback_alarms_already_in_alarm": list(alarms.already_in_alarm),
+                "traffic_routing": deployment_config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"],
+            },
         )
-        if endpoint is None:
-            with self._ledger.intent(intent):
-                self._hosting.create_endpoint(build_create_endpoint_request(settings, config_name, tags=tags))
-            action, status = "create_endpoint", "creating"
-        else:
-            alarms = select_rollback_alarms(
-                settings.rollback_alarm_names, alarm_states(self._cloudwatch, settings.rollback_alarm_names)
+
+    def _rollback_alarms(self, deployment: Deployment) -> AlarmSelection:
+        """The rollback alarms that guard the rollout; those already in ALARM cannot, and a warning says so.
+
+        Raises:
+            ClosedloopError: none of them exists: no rollout without automatic rollback (not retryable).
+            AwsServiceError / ThrottledError: CloudWatch could not be read.
+        """
+        names = self._settings.rollback_alarm_names
+        alarms = select_rollback_alarms(names, alarm_states(self._cloudwatch, names))
+        if len(alarms.missing) == len(names):
+            raise ClosedloopError(
+                "none of the rollback alarms (ROLLBACK_ALARM_NAMES) exists: "
+                "refusing a rollout without automatic rollback",
+                retryable=False,
+                alarms=list(names),
             )
-            details["rollback_alarms"] = list(alarms.guarding)
-            details["missing_rollback_alarms"] = list(alarms.missing)
-            details["rollback_alarms_already_in_alarm"] = list(alarms.already_in_alarm)
-            if len(alarms.missing) == len(settings.rollback_alarm_names):
-                raise ClosedloopError(
-                    "none of the rollback alarms (ROLLBACK_ALARM_NAMES) exists: "
-                    "refusing a rollout without automatic rollback",
-                    retryable=False,
-                    alarms=list(settings.rollback_alarm_names),
-                )
-            if alarms.already_in_alarm:
-                self._notify(
-                    "WARNING",
-                    f"Rolling out model version {target.version} without the alarms already in ALARM",
-                    change,
-                    trigger or target,
-                    reason="an alarm in ALARM before the rollout judges the version being replaced",
-                    already_in_alarm=list(alarms.already_in_alarm),
-                    guarding=list(alarms.guarding),
-                )
-            deployment_config = build_deployment_config(settings, alarms.guarding)
-            details["traffic_routing"] = deployment_config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
-            with self._ledger.intent(intent.model_copy(update={"details": {**intent.details, **details}})):
-                self._hosting.update_endpoint(build_update_endpoint_request(settings, config_name, deployment_config))
-            action, status = "update_endpoint", "updating"
+        if alarms.already_in_alarm:
+            self._notify(
+                "WARNING",
+                f"Rolling out model version {deployment.target.version} without the alarms already in ALARM",
+                deployment.change,
+                deployment.trigger,
+                reason="an alarm in ALARM before the rollout judges the version being replaced",
+                already_in_alarm=list(alarms.already_in_alarm),
+                guarding=list(alarms.guarding),
+            )
+        return alarms
+
+    def _start(self, deployment: Deployment, start: EndpointStart, details: dict[str, Any]) -> None:
+        """Make the CreateEndpoint / UpdateEndpoint call under an intent in the ledger, withdrawn if it fails.
+
+        Raises:
+            EndpointBusyError: another deployment got there first (retryable; nothing was changed).
+            AwsServiceError / ThrottledError / ResourceLimitError: it could not be started.
+        """
+        intent = self._output.decision(
+            event_id=deployment.change.event_id,
+            business_key=deployment.trigger.arn,
+            action=deployment.kind,
+            result="deploying",
+            reason=deployment.reason,
+            details={**details, "action": start.action, **start.details},
+        )
+        call = self._hosting.create_endpoint if start.action == "create_endpoint" else self._hosting.update_endpoint
+        with self._ledger.intent(intent):
+            call(start.request)
+
+    def _record_pending(self, deployment: Deployment, status: str) -> None:
+        """The endpoint state while the deployment runs: what serves, and what is pending since when."""
+        live, endpoint, target = deployment.live, deployment.endpoint, deployment.target
         state = self._state.get()
         self._state.put(
             state.model_copy(
@@ -377,17 +480,26 @@ class Rollout:
                     "status": status,
                     "pending_model_package_arn": target.arn,
                     "pending_version": target.version,
-                    "pending_endpoint_config": config_name,
-                    "pending_kind": kind,
-                    "pending_deployment_id": deployment_id,
+                    "pending_endpoint_config": deployment.config_name,
+                    "pending_kind": deployment.kind,
+                    "pending_deployment_id": deployment.deployment_id,
                     "pending_since": self._clock().isoformat(),
-                    "last_reason": reason,
+                    "last_reason": deployment.reason,
                 }
             )
         )
-        details["action"] = action
-        self._record(
-            change.event_id, trigger_package.arn, action=kind, result="deploying", reason=reason, details=details
+
+    def _started(self, deployment: Deployment, start: EndpointStart, details: dict[str, Any]) -> RolloutOutcome:
+        """Record, count and log the deployment just started (and notify a rollback); its outcome."""
+        change, target, trigger, kind = deployment.change, deployment.target, deployment.trigger, deployment.kind
+        recorded = {**details, **start.details, "action": start.action}
+        self._output.record(
+            event_id=change.event_id,
+            business_key=trigger.arn,
+            action=kind,
+            result="deploying",
+            reason=deployment.reason,
+            details=recorded,
         )
         metrics.add_metric(
             name="RollbacksStarted" if kind == "rollback" else "DeploymentsStarted", unit=MetricUnit.Count, value=1
@@ -395,35 +507,40 @@ class Rollout:
         logger.info(
             "deployment started",
             kind=kind,
-            action=action,
+            action=start.action,
             model_package_arn=target.arn,
             version=target.version,
-            endpoint_config=config_name,
-            live_version=live.version if live else None,
+            endpoint_config=deployment.config_name,
+            live_version=deployment.live.version if deployment.live else None,
         )
         if kind == "rollback":
-            self._notify(
-                "WARNING",
-                f"Rolling back to model version {target.version}: live version {trigger_package.version} was rejected",
-                change,
-                trigger_package,
-                reason=reason,
-                rollback_to=target.arn,
-                endpoint_config=config_name,
-            )
+            self._notify_rollback(deployment)
         return RolloutOutcome(
             event_id=change.event_id,
-            model_package_arn=trigger_package.arn,
-            version=trigger_package.version,
+            model_package_arn=trigger.arn,
+            version=trigger.version,
             status=change.status,
             result="deploying",
-            action=action,  # type: ignore[arg-type]
+            action=start.action,
             kind=kind,
-            reason=reason,
+            reason=deployment.reason,
             deployed_model_package_arn=target.arn,
             deployed_version=target.version,
-            endpoint_config=config_name,
-            deployment_id=deployment_id,
+            endpoint_config=deployment.config_name,
+            deployment_id=deployment.deployment_id,
+        )
+
+    def _notify_rollback(self, deployment: Deployment) -> None:
+        """Tell people a rejected live version is being replaced, and by which version."""
+        target, trigger = deployment.target, deployment.trigger
+        self._notify(
+            "WARNING",
+            f"Rolling back to model version {target.version}: live version {trigger.version} was rejected",
+            deployment.change,
+            trigger,
+            reason=deployment.reason,
+            rollback_to=target.arn,
+            endpoint_config=deployment.config_name,
         )
 
     # -- shared steps ---------------------------------------------------------------------------------------
@@ -469,9 +586,9 @@ class Rollout:
         return live.version
 
     def _skip(self, base: dict[str, Any], reason: str, **details: Any) -> RolloutOutcome:
-        self._record(
-            base["event_id"],
-            base["model_package_arn"],
+        self._output.record(
+            event_id=base["event_id"],
+            business_key=base["model_package_arn"],
             action="verify_event",
             result="skipped",
             reason=reason,
@@ -506,7 +623,14 @@ class Rollout:
         action_name: str,
         details: dict[str, Any] | None = None,
     ) -> RolloutOutcome:
-        self._record(change.event_id, package.arn, action=action_name, result=result, reason=reason, details=details)
+        self._output.record(
+            event_id=change.event_id,
+            business_key=package.arn,
+            action=action_name,
+            result=result,
+            reason=reason,
+            details=details,
+        )
         logger.info("status change decided", model_package_arn=package.arn, result=result, reason=reason)
         return RolloutOutcome(
             event_id=change.event_id,
@@ -517,34 +641,11 @@ class Rollout:
             reason=reason,
         )
 
-    def _record(
-        self,
-        event_id: str,
-        model_package_arn: str,
-        *,
-        action: str,
-        result: str,
-        reason: str,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=event_id,
-                business_key=model_package_arn,
-                action=action,
-                result=result,
-                reason=reason,
-                details=details or {},
-            )
-        )
-
     def _notify(
         self, severity: Severity, subject: str, change: StatusChange, package: ModelPackage, **facts: Any
     ) -> None:
-        self._notifier.send(
-            route=ROUTE,
-            subject=subject,
+        self._output.notify(
+            subject,
             severity=severity,
             endpoint=self._settings.endpoint_name,
             model_package_arn=package.arn,

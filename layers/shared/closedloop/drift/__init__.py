@@ -2,5 +2,9 @@
 
 `stats` holds the statistics (plain Python: the Lambda layer has no numpy), `baseline` the
 baseline and bias-report formats the pipeline writes, `capture` the streaming reader of SageMaker
-data capture, `sketch` the bounded per-run accumulators, `monitor` the scheduled service.
+data capture, `sketch` the bounded per-run accumulators, `monitor` the scheduled service. The
+service's pieces: `run_lock` (one run per endpoint), `live` (what is live, over the `serving`
+adapter), `plans` (the plan of the live evidence, read by the `evidence` adapter, kept per warm
+container), `scan` (the files since the watermark, over the `traffic` adapter), `publisher` (the
+CloudWatch metrics) and `reasons` (why nothing was measured). Only the adapters call AWS.
 """

@@ -160,7 +160,7 @@ class AlarmStateChangeEvent(EventBridgeModel):
 
 
 def parse_alarm_event(event: dict[str, Any]) -> AlarmStateChangeEvent:
-    """Parse an EventBridge alarm state change with the Powertools parser.
+    """Parse an EventBridge alarm state change (plain pydantic; the envelope as Powertools models it).
 
     Raises:
         InvalidEventError: not an alarm state change event (the alarm-action payload, a

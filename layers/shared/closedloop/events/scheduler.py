@@ -5,6 +5,7 @@ The template's schedule target has exactly this Input (Scheduler replaces each
 `<aws.scheduler.…>` keyword when it invokes the function)::
 
     {"action": "measure-drift",
+     "line": "<the model line>",
      "schedule_arn": "<aws.scheduler.schedule-arn>",
      "scheduled_time": "<aws.scheduler.scheduled-time>",
      "execution_id": "<aws.scheduler.execution-id>",
@@ -32,6 +33,7 @@ class DriftMonitorRun(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     action: Literal["measure-drift"]
+    line: str = Field(min_length=1, max_length=64)  # each line has its own schedule
     schedule_arn: str = Field(pattern=r"^arn:aws[a-z-]*:scheduler:[a-z0-9-]+:\d{12}:schedule/")
     scheduled_time: datetime
     execution_id: str = Field(min_length=1, max_length=128)
@@ -39,7 +41,7 @@ class DriftMonitorRun(Model):
 
 
 def parse_drift_run(event: dict[str, Any]) -> DriftMonitorRun:
-    """Parse the scheduled invocation with the Powertools parser.
+    """Parse the scheduled invocation (plain pydantic: Scheduler sends the target's Input, no envelope).
 
     Raises:
         InvalidEventError: the payload is not the schedule's Input; `problems` says what did not fit.

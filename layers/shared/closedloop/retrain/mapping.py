@@ -1,9 +1,10 @@
 """Which model group and pipeline an alarm stands for.
 
-Only alarms the template names retrain: the stack's drift alarms (`RETRAINING_ALARM_NAMES`, set
-from the alarm resources by `!Ref`) and the operator's `ExtraAlarmNames` (e.g. a SageMaker Model
-Monitor alarm). The EventBridge rule matches exactly these names; this module refuses any other
-alarm that reaches the function anyway — a name prefix proves nothing (`<prefix>-lambda-errors`
+Only alarms of a model line retrain it: the line's three drift alarms (`<prefix>-<line>-drift-…`,
+made per line by the template) and the alarms its file claims in `retraining.alarms` that the
+operator lists in `ExtraAlarmNames` (e.g. a SageMaker Model Monitor alarm). The function is given
+the settings of the alarm's line (`closedloop.line`); this module refuses any other alarm that
+reaches it — a name prefix proves nothing (`<prefix>-lambda-errors`
 shares it and says nothing about the model). An alarm tagged `closedloop:model-group` must name
 this stack's group. Anything else is an error: the event goes to the dead-letter queue with the
 reason, so a mis-wired alarm is seen, not silently dropped.
@@ -60,9 +61,9 @@ def resolve_alarm(alarm_name: str, tags: Mapping[str, str], settings: Settings) 
         matched_by = "name"
     else:
         raise UnknownAlarmError(
-            f"alarm {alarm_name!r} is not a retraining alarm of this stack: it is none of the stack's "
-            f"drift alarms ({', '.join(settings.retraining_alarm_names) or 'none configured'}) "
-            "and not listed in ExtraAlarmNames",
+            f"alarm {alarm_name!r} is not a retraining alarm of this stack: it is none of a deployed "
+            f"line's drift alarms ({', '.join(settings.retraining_alarm_names) or 'no line owns it'}) "
+            "and no line claims it (retraining.alarms, listed in ExtraAlarmNames)",
             alarm=alarm_name,
         )
     tagged = tags.get(MODEL_GROUP_TAG)

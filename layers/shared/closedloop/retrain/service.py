@@ -11,7 +11,8 @@ Guards, in order (each suppression is a ledger entry and a `RetrainingsSuppresse
 6. there is prepared data to train on (`ledger_keys.latest_prepared`, written by route 2);
 7. the single-flight `RetrainLock` of the group is free (its lease is the pipeline's maximum run
    time, so a holder that died does not block retraining for good);
-8. no execution of the pipeline is running (whoever started it).
+8. no execution of the pipeline for this line's model group is running (whoever started it; the
+   pipeline is shared by every line, and its `ModelPackageGroupName` parameter says whose it is).
 
 The whole decision runs once per (alarm name, state timestamp): a redelivered event returns the
 first decision. The pipeline start carries a `ClientRequestToken` from the same key, and a retry
@@ -24,20 +25,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 from pydantic import ConfigDict
 
-from closedloop import ledger_keys
-from closedloop.aws import aws_errors, is_not_found
-from closedloop.errors import AwsServiceError, ClosedloopError, LockHeldError, UnknownAlarmError
+from closedloop import ledger_keys, routes
+from closedloop.errors import ClosedloopError, LockHeldError, UnknownAlarmError
 from closedloop.events.cloudwatch import AlarmStateChangeEvent
-from closedloop.idempotency import Once
-from closedloop.ledger import Clock, Decision, Ledger, utcnow
+from closedloop.ledger import Clock, Ledger, utcnow
 from closedloop.model import Model
 from closedloop.observability import logger, metrics
+from closedloop.retrain.alarms import Alarms
 from closedloop.retrain.mapping import RetrainTarget, resolve_alarm, trigger_reason
 from closedloop.retrain_lock import RetrainLock
+from closedloop.route_output import RouteOutput
 from closedloop.settings import Settings
+from closedloop.training.pipeline import TrainingPipeline
 from closedloop.training.requests import build_start_pipeline_request, client_request_token
 
 if TYPE_CHECKING:
@@ -46,11 +47,8 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "alarm"
+ROUTE = routes.ALARM.name
 ACTION = "start_retraining"
-RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
-EXECUTIONS_PAGE_SIZE = 100
-EXECUTIONS_SCANNED = 1000
 PREPARED_FIELDS = ("prepared_manifest_uri", "data_uri", "prep_run_id", "code_version")
 # How far an alarm's state time may lie ahead of this function's clock (clocks of AWS hosts are
 # synchronised far tighter; more than this is a forged or mangled event).
@@ -160,22 +158,22 @@ class AlarmRetraining:
     ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self._sagemaker = sagemaker
-        self._cloudwatch = cloudwatch
+        self._pipeline = TrainingPipeline(sagemaker)
+        self._alarms = Alarms(cloudwatch)
         self._clock = clock
         self._lock = RetrainLock(ledger, lease=timedelta(seconds=settings.pipeline_max_runtime_s))
-        self._decide_once = Once(
+        self._output = RouteOutput(routes.ALARM, ledger, settings=settings)
+        self._decide_once = self._output.once(
             self._decide,
+            action=ACTION,
             key="[alarm_name, state_timestamp]",
             data_argument="trigger",
             output=RetrainOutcome,
             store=idempotency_store,
-            ttl_seconds=settings.idempotency_ttl_s,
-            key_prefix=f"{ROUTE}.start_retraining",
         )
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
-        self._decide_once.register_lambda_context(context)
+        self._output.register_lambda_context(context)
 
     def handle(self, event: AlarmStateChangeEvent) -> RetrainOutcome:
         """Decide on one alarm event, once per (alarm name, state timestamp).
@@ -228,22 +226,17 @@ class AlarmRetraining:
                 holder=exc.context.get("holder", ""),
             )
         try:
-            running = self._running_execution(target.pipeline_name)
-            ours = (
-                running is not None
-                and running.get("PipelineExecutionDisplayName") == request["PipelineExecutionDisplayName"]
-            )
-            if running is not None and not ours:
+            running = self._pipeline.running_execution(target.pipeline_name, target.model_group)
+            if running is not None and running.display_name != request["PipelineExecutionDisplayName"]:
                 self._lock.release(target.model_group, trigger.holder)
-                arn, status = running["PipelineExecutionArn"], running.get("PipelineExecutionStatus")
                 return self._suppress(
                     trigger,
                     target,
                     "pipeline-running",
-                    f"execution {arn} of {target.pipeline_name} is {status}",
-                    running_execution=arn,
+                    f"execution {running.arn} of {target.pipeline_name} is {running.status}",
+                    running_execution=running.arn,
                 )
-            execution_arn = running["PipelineExecutionArn"] if running is not None else self._start(request)
+            execution_arn = running.arn if running is not None else self._pipeline.start(request)
         except ClosedloopError as exc:
             self._lock.release(target.model_group, trigger.holder)
             self._record(trigger, target, "failed", exc.message, exc.as_dict())
@@ -415,22 +408,19 @@ class AlarmRetraining:
             cooldown_until=until,
         )
 
-    # -- guards and adapters --------------------------------------------------------------------
+    # -- guards ---------------------------------------------------------------------------------
 
     def _target(self, trigger: AlarmTrigger) -> RetrainTarget:
         try:
             return resolve_alarm(trigger.alarm_name, self._alarm_tags(trigger), self._settings)
         except UnknownAlarmError as exc:
-            self._ledger.record(
-                Decision(
-                    route=ROUTE,
-                    event_id=trigger.event_id,
-                    business_key=trigger.business_key,
-                    action=ACTION,
-                    result="rejected",
-                    reason=exc.message,
-                    details=exc.as_dict(),
-                )
+            self._output.record(
+                event_id=trigger.event_id,
+                business_key=trigger.business_key,
+                action=ACTION,
+                result="rejected",
+                reason=exc.message,
+                details=exc.as_dict(),
             )
             metrics.add_metric(name="AlarmsRejected", unit=MetricUnit.Count, value=1)
             raise
@@ -439,13 +429,11 @@ class AlarmRetraining:
         """The alarm's tags; none when it has no ARN in the event or no longer exists."""
         if not trigger.alarm_arn:
             return {}
-        try:
-            with aws_errors("cloudwatch:ListTagsForResource", passthrough=is_not_found):
-                response = self._cloudwatch.list_tags_for_resource(ResourceARN=trigger.alarm_arn)
-        except ClientError:
+        tags = self._alarms.tags(trigger.alarm_arn)
+        if tags is None:
             logger.info("alarm no longer exists; mapped by name only", alarm=trigger.alarm_name)
             return {}
-        return {tag["Key"]: tag["Value"] for tag in response.get("Tags", [])}
+        return tags
 
     def _cooldown_until(self, model_group: str) -> datetime | None:
         state = self._ledger.get_state(ledger_keys.cooldown(model_group))
@@ -456,38 +444,6 @@ class AlarmRetraining:
         except ValueError:
             logger.warning("unreadable cooldown ignored", model_group=model_group)
             return None
-
-    def _running_execution(self, pipeline_name: str) -> dict[str, Any] | None:
-        """The newest execution of the pipeline that is still running, if any.
-
-        Raises:
-            AwsServiceError: the pipeline does not exist (not retryable), or the call failed.
-        """
-        paginator = self._sagemaker.get_paginator("list_pipeline_executions")
-        try:
-            with aws_errors("sagemaker:ListPipelineExecutions", passthrough=is_not_found):
-                pages = paginator.paginate(
-                    PipelineName=pipeline_name,
-                    SortBy="CreationTime",
-                    SortOrder="Descending",
-                    PaginationConfig={"MaxItems": EXECUTIONS_SCANNED, "PageSize": EXECUTIONS_PAGE_SIZE},
-                )
-                for page in pages:
-                    for summary in page.get("PipelineExecutionSummaries", []):
-                        if summary.get("PipelineExecutionStatus") in RUNNING_STATUSES:
-                            return dict(summary)
-        except ClientError:
-            raise AwsServiceError(
-                f"pipeline {pipeline_name} does not exist: deploy the training pipeline first",
-                retryable=False,
-                operation="sagemaker:ListPipelineExecutions",
-            ) from None
-        return None
-
-    def _start(self, request: dict[str, Any]) -> str:
-        with aws_errors("sagemaker:StartPipelineExecution"):
-            response = self._sagemaker.start_pipeline_execution(**request)
-        return response["PipelineExecutionArn"]
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -515,20 +471,17 @@ class AlarmRetraining:
     def _record(
         self, trigger: AlarmTrigger, target: RetrainTarget, result: str, reason: str, details: dict[str, Any]
     ) -> None:
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=trigger.event_id,
-                business_key=trigger.business_key,
-                action=ACTION,
-                result=result,
-                reason=reason,
-                details={
-                    "alarm": trigger.alarm_name,
-                    "state": trigger.state,
-                    "previous_state": trigger.previous_state,
-                    "model_group": target.model_group,
-                    **details,
-                },
-            )
+        self._output.record(
+            event_id=trigger.event_id,
+            business_key=trigger.business_key,
+            action=ACTION,
+            result=result,
+            reason=reason,
+            details={
+                "alarm": trigger.alarm_name,
+                "state": trigger.state,
+                "previous_state": trigger.previous_state,
+                "model_group": target.model_group,
+                **details,
+            },
         )

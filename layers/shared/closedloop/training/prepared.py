@@ -19,6 +19,7 @@ from pydantic import ConfigDict, ValidationError
 from closedloop.aws import aws_errors, is_not_found
 from closedloop.errors import InvalidEventError, MissingEvidenceError
 from closedloop.model import Model
+from closedloop.s3uri import split_s3_uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -57,20 +58,6 @@ class PreparedData(Model):
     undeclared_pii_files: int = 0
     quarantined_rows: int = 0
     redacted_values: int = 0
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an `s3://bucket/key` URI.
-
-    Raises:
-        InvalidEventError: not an s3:// URI with a bucket and a key.
-    """
-    if not uri.startswith("s3://"):
-        raise InvalidEventError("not an s3:// URI", uri_scheme=uri.split(":", 1)[0][:10])
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise InvalidEventError("an s3:// URI without bucket or key")
-    return bucket, key
 
 
 def run_arguments(arguments: list[str] | dict[str, str]) -> RunArguments:

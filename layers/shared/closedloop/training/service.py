@@ -23,23 +23,25 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 from pydantic import ConfigDict, computed_field
 
-from closedloop import ledger_keys
+from closedloop import ledger_keys, routes
 from closedloop.aws import aws_errors, error_code, is_not_found
 from closedloop.errors import ClosedloopError, InvalidEventError
 from closedloop.events.jobs import GlueJobStateChangeEvent, ProcessingJobStateChangeEvent
-from closedloop.idempotency import Once
-from closedloop.ledger import Decision, Ledger
+from closedloop.ledger import Ledger
+from closedloop.line import LineCatalog
 from closedloop.model import Model
 from closedloop.notify import Notifier
 from closedloop.observability import logger, metrics
+from closedloop.route_output import RouteOutput
+from closedloop.s3uri import split_s3_uri
 from closedloop.settings import Settings
+from closedloop.training.pipeline import TrainingPipeline
 from closedloop.training.prepared import (
     PreparedData,
     RunArguments,
     dataset_of,
     read_prepared,
     run_arguments,
-    split_s3_uri,
 )
 from closedloop.training.requests import build_start_pipeline_request, client_request_token
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
-ROUTE = "data-prepared"
+ROUTE = routes.DATA_PREPARED.name
 ACTION = "start_training"
 MAX_REASON = 1000
 
@@ -156,23 +158,24 @@ class TrainingStarter:
         idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer],
     ) -> None:
         self._settings = settings
+        self._lines = LineCatalog(settings)
         self._s3 = s3
         self._sagemaker = sagemaker
+        self._pipeline = TrainingPipeline(sagemaker)
         self._glue = glue
         self._ledger = ledger
-        self._notifier = notifier
-        self._decide_once = Once(
+        self._output = RouteOutput(routes.DATA_PREPARED, ledger, notifier, settings=settings)
+        self._decide_once = self._output.once(
             self._decide,
+            action=ACTION,
             key="idempotency_key",
             data_argument="ended",
             output=TrainingOutcome,
             store=idempotency_store,
-            ttl_seconds=settings.idempotency_ttl_s,
-            key_prefix=f"{ROUTE}.{ACTION}",
         )
 
     def register_lambda_context(self, context: LambdaContext | None) -> None:
-        self._decide_once.register_lambda_context(context)
+        self._output.register_lambda_context(context)
 
     def handle(self, event: GlueJobStateChangeEvent | ProcessingJobStateChangeEvent) -> TrainingOutcome:
         """Start training on a successful preparation run, or report a failed one (once per run).
@@ -269,9 +272,8 @@ class TrainingStarter:
         reason = ended.reason or f"the {ended.engine} job ended {ended.state} without a reason"
         details = {"engine": ended.engine, "job": ended.job_name, "job_run_id": ended.job_run_id}
         self._record(ended, ended.state, reason, details)
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"data preparation {ended.state}: {ended.dataset} run {ended.run_id}",
+        self._output.notify(
+            f"data preparation {ended.state}: {ended.dataset} run {ended.run_id}",
             severity="WARNING" if ended.state == "stopped" else "ERROR",
             dataset=ended.dataset,
             run_id=ended.run_id,
@@ -298,9 +300,8 @@ class TrainingStarter:
             **undeclared_pii_details(prepared),
         }
         self._record(ended, "refused", reason, details)
-        self._notifier.send(
-            route=ROUTE,
-            subject=f"no training: {ended.dataset} run {ended.run_id} prepared 0 rows",
+        self._output.notify(
+            f"no training: {ended.dataset} run {ended.run_id} prepared 0 rows",
             severity="WARNING",
             dataset=ended.dataset,
             run_id=ended.run_id,
@@ -318,7 +319,7 @@ class TrainingStarter:
         )
 
     def _start(self, ended: PrepRunEnded, prepared: PreparedData) -> TrainingOutcome:
-        settings = self._settings
+        settings = self._lines.settings_for(ended.dataset)  # the line's group; another line is never touched
         assert prepared.data_uri is not None
         request = build_start_pipeline_request(
             pipeline_name=settings.pipeline_name,
@@ -335,12 +336,11 @@ class TrainingStarter:
             client_request_token=client_request_token("upload", prepared.run_id),
         )
         try:
-            with aws_errors("sagemaker:StartPipelineExecution"):
-                execution_arn = self._sagemaker.start_pipeline_execution(**request)["PipelineExecutionArn"]
+            execution_arn = self._pipeline.start(request)
         except ClosedloopError as exc:
             self._record(ended, "failed", exc.message, {**exc.as_dict(), "pipeline": settings.pipeline_name})
             raise
-        updated = self._remember_latest(prepared)
+        updated = self._remember_latest(prepared, settings.model_package_group)
         details = {
             "engine": ended.engine,
             "job": ended.job_name,
@@ -367,12 +367,12 @@ class TrainingStarter:
             latest_prepared_updated=updated,
         )
 
-    def _remember_latest(self, prepared: PreparedData) -> bool:
+    def _remember_latest(self, prepared: PreparedData, group: str) -> bool:
         """Record the group's latest prepared data — unless a newer run's is already there.
 
         Events can arrive out of order; "latest" is the newest preparation, not the last event.
         """
-        name = ledger_keys.latest_prepared(self._settings.model_package_group)
+        name = ledger_keys.latest_prepared(group)
         current = self._ledger.get_state(name)
         if (
             current
@@ -396,14 +396,12 @@ class TrainingStarter:
         return True
 
     def _record(self, ended: PrepRunEnded, result: str, reason: str, details: Mapping[str, object]) -> None:
-        self._ledger.record(
-            Decision(
-                route=ROUTE,
-                event_id=ended.event_id,
-                business_key=ended.business_key,
-                action=ACTION,
-                result=result,
-                reason=reason,
-                details={key: value for key, value in details.items() if value is not None},
-            )
+        self._output.record(
+            event_id=ended.event_id,
+            business_key=ended.business_key,
+            action=ACTION,
+            result=result,
+            reason=reason,
+            details=details,
+            omit_none=True,
         )
