@@ -156,7 +156,7 @@ def run_service(directory: Path) -> dict[str, Any]:
         before = _rss_kb("VmRSS")
         reset = _reset_peak()
         started = time.perf_counter()
-        result = monitor.run(trigger)
+        result = monitor.handle(trigger)
         seconds = time.perf_counter() - started
     if result.result != "published":
         raise RuntimeError(f"the run did not publish: {result.reason}")

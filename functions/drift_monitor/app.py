@@ -40,6 +40,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     run = parse_drift_run(event)
     return (
         monitors.deployed(run.line)
-        .run(run, remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
+        .handle(run, remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
         .model_dump(mode="json")
     )

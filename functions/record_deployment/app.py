@@ -41,4 +41,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         problems = validation_problems(exc)
         raise InvalidEventError(f"malformed endpoint event: {problems}", problems=problems) from None
     recorder = recorders[recorders.catalog.by_endpoint(parsed.detail.endpoint_name)]
-    return recorder.record(parsed).model_dump(mode="json")
+    return recorder.handle(parsed).model_dump(mode="json")

@@ -200,7 +200,7 @@ def test_bad_files_are_skipped_with_reasons_and_unread_files_are_not_passed(live
             return response
 
     # When the run reads them, with the connection dropping on one file
-    result = monitor(live, s3=DroppingS3(boto3.client("s3"), keys["unreadable"])).run(trigger())
+    result = monitor(live, s3=DroppingS3(boto3.client("s3"), keys["unreadable"])).handle(trigger())
     # Then the good files before it count, the bad ones are skipped with their reasons
     assert (result.result, result.records, result.files_read) == ("published", 600, 2)
     assert {(s.key, s.reason) for s in result.skipped} == {
@@ -216,7 +216,7 @@ def test_bad_files_are_skipped_with_reasons_and_unread_files_are_not_passed(live
     assert "was not read to the end" in result.stopped_early
     assert result.watermark == {"AllTraffic": keys["good-2"]}
     assert watermark(live)["variants"] == {"AllTraffic": keys["good-2"]}  # type: ignore[index]
-    again = monitor(live).run(trigger("run-2"))
+    again = monitor(live).handle(trigger("run-2"))
     assert (again.files_read, again.files_skipped, again.records) == (2, 0, 600)
     assert again.watermark == {"AllTraffic": keys["good-3"]}
 
@@ -238,7 +238,7 @@ def test_a_throttled_read_is_unread_data_too(live: Stack) -> None:
                 raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
             return self._client.get_object(**kwargs)
 
-    result = monitor(live, s3=ThrottledS3(boto3.client("s3"))).run(trigger())
+    result = monitor(live, s3=ThrottledS3(boto3.client("s3"))).handle(trigger())
     assert (result.result, result.records, result.watermark) == ("published", 600, {"AllTraffic": first})
 
 
@@ -247,7 +247,7 @@ def test_files_too_young_or_from_before_the_deployment_are_not_measured(live: St
     old = put_capture(live, now - timedelta(hours=4), 600, seed=60, drift=STRONG_DRIFT)  # the previous model served it
     served = put_capture(live, now - timedelta(hours=1), 600, seed=61)
     young = put_capture(live, now - timedelta(minutes=1), 600, seed=62)  # may still have older files uploading
-    result = monitor(live).run(trigger())
+    result = monitor(live).handle(trigger())
     assert (result.records, result.files_read, result.files_passed_over) == (600, 1, 1)
     assert result.watermark == {"AllTraffic": served}
     assert old < served < young
@@ -259,11 +259,11 @@ def test_each_variant_keeps_its_own_watermark(live: Stack) -> None:
     start = datetime.now(UTC) - timedelta(hours=2)
     blue = put_capture(live, start + timedelta(minutes=30), 300, seed=70, variant="AllTraffic")
     green = put_capture(live, start, 300, seed=71, variant="Canary")  # earlier key time, other variant
-    first = monitor(live).run(trigger())
+    first = monitor(live).handle(trigger())
     assert first.watermark == {"AllTraffic": blue, "Canary": green}
     # a later file of the variant whose keys sort first is still found
     late = put_capture(live, start + timedelta(minutes=40), 600, seed=72, variant="Canary")
-    second = monitor(live).run(trigger("run-2"))
+    second = monitor(live).handle(trigger("run-2"))
     assert (second.records, second.watermark["Canary"]) == (600, late)
 
 
@@ -271,7 +271,7 @@ def test_the_run_stops_reading_before_its_deadline(live: Stack) -> None:
     start = datetime.now(UTC) - timedelta(hours=2)
     keys = [put_capture(live, start + timedelta(minutes=i), 300, seed=80 + i) for i in range(4)]
     budget = iter([600.0, 600.0, 30.0, 30.0, 30.0])
-    result = monitor(live).run(trigger(), remaining_s=lambda: next(budget))
+    result = monitor(live).handle(trigger(), remaining_s=lambda: next(budget))
     assert (result.files_read, result.records) == (2, 600)
     assert "deadline" in result.stopped_early
     assert result.watermark == {"AllTraffic": keys[1]}
@@ -317,7 +317,7 @@ def test_runs_that_cannot_measure_say_why(stack: Stack, baseline: dict[str, Any]
 def test_a_second_run_while_one_is_measuring_is_skipped(live: Stack) -> None:
     ledger = Ledger(live.settings.ledger_table, boto3.client("dynamodb"))
     ledger.acquire_lock(f"drift-monitor#{live.settings.endpoint_name}", "other-run", timedelta(minutes=15))
-    result = monitor(live).run(trigger())
+    result = monitor(live).handle(trigger())
     assert (result.result, result.records) == ("skipped", 0)
     assert "another run" in result.reason
 
@@ -328,10 +328,10 @@ def test_a_warm_container_measures_against_the_baseline_file_as_it_is_now(live: 
     endpoint = live.settings.endpoint_name
     start = datetime.now(UTC) - timedelta(hours=2)
     put_capture(live, start, 600, seed=21)
-    monitor(live).run(trigger("run-1"))
+    monitor(live).handle(trigger("run-1"))
     plans = dict(plans_module._PLANS)
     put_capture(live, start + timedelta(minutes=10), 600, seed=22)
-    monitor(live).run(trigger("run-2"))
+    monitor(live).handle(trigger("run-2"))
     # The same evidence files: the second run used the plan the first one built
     assert plans == plans_module._PLANS
     # When the baseline file is replaced (a baseline from other data), the next run measures against it
@@ -341,7 +341,7 @@ def test_a_warm_container_measures_against_the_baseline_file_as_it_is_now(live: 
     bucket, key = baseline_uri.removeprefix("s3://").split("/", 1)
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(drifted).encode())
     put_capture(live, start + timedelta(minutes=20), 600, seed=23)
-    monitor(live).run(trigger("run-3"))
+    monitor(live).handle(trigger("run-3"))
     psi = [d.details["max_feature_psi"] for d in decisions(live, f"drift:{endpoint}") if d.result == "published"]
     assert len(psi) == 3
     assert max(psi[:2]) < live.settings.drift_psi_threshold < psi[2]
@@ -374,7 +374,7 @@ def test_an_untagged_config_is_resolved_through_the_rollouts_record(stack: Stack
     )
     put_capture(stack, datetime.now(UTC) - timedelta(hours=1), 600, seed=90)
     # Then the run measures against that version's baseline
-    result = monitor(stack).run(trigger())
+    result = monitor(stack).handle(trigger())
     assert (result.result, result.model_package_arn, result.records) == ("published", package, 600)
     # And without a bias report, the baseline's own DPPL is the bias reference
     assert result.report is not None and result.report.bias is not None

@@ -154,13 +154,13 @@ def test_deployment_outcome_the_same_endpoint_event_twice_at_once_records_one_ou
     event = ENDPOINT_EVENT.validate_python(world.endpoint_event())
     recorder = world.record.recorders["loans"]
     with slowed(recorder._hosting._sagemaker, "DescribeEndpoint"):
-        results = race(*[lambda: recorder.record(event)] * 2)
+        results = race(*[lambda: recorder.handle(event)] * 2)
     # Then one recorded the outcome; the other found the endpoint's lock taken (retryable) or nothing new
     busy = [r for r in results if isinstance(r, EndpointBusyError)]
     decided = [r.result for r in results if not isinstance(r, Exception)]
     assert sorted(decided + ["busy"] * len(busy)) in (["busy", "live"], ["live", "unchanged"])
     assert all(r.retryable for r in busy)
-    assert [recorder.record(event).result for _ in busy] in ([], ["unchanged"])
+    assert [recorder.handle(event).result for _ in busy] in ([], ["unchanged"])
     assert [d.result for d in world.decisions(2) if d.action == "record_outcome"] == ["live"]
     assert world.notifications() == []
 
@@ -186,7 +186,7 @@ def test_drift_monitor_the_same_schedule_twice_at_once_publishes_once(stack: Sta
     handler = load_handler("drift_monitor")
     run = parse_drift_run(schedule_event())
     with slowed(aws.s3(), "ListObjectsV2"):
-        results = race(*[lambda: handler.monitors["loans"].run(run, remaining_s=lambda: 600.0)] * 2)
+        results = race(*[lambda: handler.monitors["loans"].handle(run, remaining_s=lambda: 600.0)] * 2)
     # Then one measured and published; the other saw the run in progress and skipped
     assert sorted(r.result for r in results) == ["published", "skipped"]
     assert drift_datapoints(stack) == 1

@@ -49,6 +49,14 @@ def test_each_route_is_a_function_of_the_template_with_its_handler(route: routes
     assert routes.by_function(route.function) is routes.by_function(route.logical_id) is route
 
 
+def test_every_route_enters_its_service_the_same_way() -> None:
+    # one entry point name: a handler parses its event and calls the service's `handle`
+    assert {r.service.rsplit(".", 1)[1] for r in routes.ROUTES} == {"handle"}
+    for route in routes.ROUTES:
+        app = (ROOT / "functions" / route.function / "app.py").read_text()
+        assert ".handle(" in app, route.function
+
+
 @pytest.mark.parametrize("route", routes.ROUTES, ids=lambda r: r.function)
 def test_each_routes_service_records_under_the_routes_name(route: routes.Route) -> None:
     # Given the domain entry point the handler calls

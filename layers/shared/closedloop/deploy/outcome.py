@@ -64,7 +64,7 @@ class DeploymentRecorder:
         self._output = RouteOutput(routes.DEPLOYMENT_OUTCOME, ledger, notifier, settings=settings)
         self._state = EndpointStateStore(ledger, settings.endpoint_name, clock)
 
-    def record(self, event: EndpointEventModel) -> DeploymentObservation:
+    def handle(self, event: EndpointEventModel) -> DeploymentObservation:
         """Compare the endpoint with the pending deployment and record what it came to.
 
         Raises:

@@ -101,7 +101,7 @@ class DriftMonitor:
         self._capture = CaptureScanner(CapturedTraffic(s3), ledger, clock=clock, settle=settle, output=self._output)
         self._publisher = DriftPublisher(cloudwatch, settings.drift_metrics_namespace)
 
-    def run(self, trigger: DriftMonitorRun, remaining_s: Callable[[], float] | None = None) -> DriftRunResult:
+    def handle(self, trigger: DriftMonitorRun, remaining_s: Callable[[], float] | None = None) -> DriftRunResult:
         """Measure drift since the last run, publish it and record the run.
 
         Args:
