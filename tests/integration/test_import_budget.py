@@ -45,7 +45,13 @@ EVENT_MODULES = {
     "start_training": {"base", "jobs"},
 }
 
-CENSUS = """
+# Libraries no handler needs at cold start (Powertools' batch package loads every data class and
+# asyncio; closedloop.events.sqs builds the partial batch response itself).
+HEAVY = ("aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.data_classes")
+
+CENSUS = (
+    f"HEAVY = {HEAVY!r}\n"
+    + """
 import importlib, json, sys
 from pydantic import BaseModel, TypeAdapter
 importlib.import_module("app")
@@ -57,8 +63,10 @@ for name in modules:
                 built.append(f"{name}.{attr}")
         elif isinstance(value, TypeAdapter) and value.pydantic_complete:
             built.append(f"{name}.{attr}")
-print(json.dumps({"built": built, "modules": modules}))
+heavy = sorted(name for name in sys.modules if name.startswith(HEAVY))
+print(json.dumps({"built": built, "modules": modules, "heavy": heavy}))
 """
+)
 
 
 def import_census(function: str) -> dict[str, list[str]]:
@@ -98,3 +106,12 @@ def test_a_handler_imports_only_its_own_routes_event_models(function: str) -> No
     # Then of closedloop's event models it imported its route's (and the SQS envelope only behind a queue)
     events = {name.split(".")[2] for name in census["modules"] if name.startswith("closedloop.events.")}
     assert events == EVENT_MODULES[function]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_handler_loads_no_library_package_it_does_not_need(function: str) -> None:
+    # Given a handler
+    # When it is imported
+    census = import_census(function)
+    # Then none of the packages known to be heavy and unneeded came with it
+    assert census["heavy"] == []

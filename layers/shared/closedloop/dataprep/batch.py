@@ -4,7 +4,7 @@ An invocation that is not an SQS batch at all (S3's own `Records[]` notification
 event sent straight to the function) is refused as a whole with `InvalidEventError`, before any
 record is looked at: the invocation fails, it is never a silent success.
 
-The Powertools batch processor validates the SQS envelope of every record and builds the partial
+`process_partial_batch` validates the SQS envelope of every record and builds the partial
 batch response. Records are checked one by one (a bad one is rejected with a structured reason in
 the ledger and reported as a batch item failure, so SQS redrives it to the DLQ after its last
 receive); the valid ones are grouped and started together, and the records of a dataset whose run
@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import ValidationError
 
 from closedloop.dataprep.arrival import RawObject, Skipped, raw_object_from_event
@@ -25,13 +24,12 @@ from closedloop.dataprep.quarantine import EmptyUploadQuarantine, QuarantineOutc
 from closedloop.dataprep.service import ROUTE, DataPrepService, RunOutcome
 from closedloop.errors import ClosedloopError, InvalidEventError
 from closedloop.events.s3 import ClassicS3Notification, ObjectCreatedEvent, S3TestEvent, SqsBatch, look_alike
-from closedloop.events.sqs import SqsRecordModel
+from closedloop.events.sqs import PartialBatchResponse, SqsRecordModel, process_partial_batch
 from closedloop.ledger import Decision, Ledger
 from closedloop.observability import logger, metrics
 from closedloop.settings import Settings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
@@ -84,7 +82,7 @@ class ArrivalBatch:
         self._quarantine = quarantine
         self._ledger = ledger
 
-    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialItemFailureResponse:
+    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialBatchResponse:
         """Process the batch; returns the partial batch response (failed message ids).
 
         Raises:
@@ -112,14 +110,7 @@ class ArrivalBatch:
             arrivals.setdefault(item.identity, []).append(record.messageId)
             return "accepted"
 
-        processor = BatchProcessor(
-            event_type=EventType.SQS,
-            model=SqsRecordModel,  # type: ignore[arg-type]  # closedloop's mirror of Powertools' model
-            raise_on_entire_batch_failure=False,
-        )
-        with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
-            processor.process()
-        response = processor.response()
+        response = process_partial_batch(event.get("Records", []), record_handler)
         quarantined = self._quarantine.quarantine(empties) if empties else []
         outcomes = self._service.prepare(objects) if objects else []
         failed_ids = self._report_quarantined(quarantined, arrivals) + self._report(outcomes, arrivals)

@@ -18,7 +18,6 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import ValidationError
 
 from closedloop import routes
@@ -28,7 +27,7 @@ from closedloop.deploy.rollout import Rollout
 from closedloop.errors import ClosedloopError, EndpointBusyError, InvalidEventError
 from closedloop.events.base import validation_problems
 from closedloop.events.registry import ModelPackageStateChangeEvent
-from closedloop.events.sqs import SqsRecordModel
+from closedloop.events.sqs import PartialBatchResponse, SqsRecordModel, process_partial_batch
 from closedloop.ledger import Ledger
 from closedloop.line import PerLine
 from closedloop.notify import Notifier
@@ -36,7 +35,6 @@ from closedloop.observability import logger, metrics
 from closedloop.route_output import RouteOutput
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_sqs import SQSClient
 
@@ -54,17 +52,10 @@ class ApprovalQueue:
         self._queue_urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, str] = {}
 
-    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialItemFailureResponse:
+    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> PartialBatchResponse:
         """Decide every record; returns the partial batch response (records to retry)."""
         self._context = context
-        processor = BatchProcessor(
-            event_type=EventType.SQS,
-            model=SqsRecordModel,  # type: ignore[arg-type]  # closedloop's mirror of Powertools' model
-            raise_on_entire_batch_failure=False,
-        )
-        with processor(records=event.get("Records", []), handler=self._handle_record, lambda_context=context):
-            processor.process()
-        return processor.response()
+        return process_partial_batch(event.get("Records", []), self._handle_record)
 
     def _handle_record(self, record: SqsRecordModel) -> str:
         try:
