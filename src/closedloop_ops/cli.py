@@ -406,6 +406,23 @@ def cmd_line_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_line_retire(args: argparse.Namespace) -> int:
+    from closedloop_ops.retire import format_retirement, retire
+
+    stack = _stack(args)
+    if not args.dry_run:
+        planned = retire(stack, args.name, dry_run=True)
+        if planned.empty:
+            _print(args, planned.model_dump(mode="json"), lambda: format_retirement(planned))
+            return 0
+        if not args.yes:
+            print(format_retirement(planned), file=sys.stderr)
+            _confirm(f"remove these from {stack.name}?")
+    done = retire(stack, args.name, dry_run=args.dry_run)
+    _print(args, done.model_dump(mode="json"), lambda: format_retirement(done))
+    return 0
+
+
 def cmd_line_list(args: argparse.Namespace) -> int:
     from closedloop_ops.lines import LINES_DIR, project_lines
 
@@ -1015,6 +1032,23 @@ def _add_line(commands: Any) -> None:
         "examples:\n  closedloop line schema > schemas/model-line.schema.json",
     )
     schema.set_defaults(func=cmd_line_schema)
+
+    retire = _command(
+        actions,
+        "retire",
+        "remove the endpoint, endpoint configurations and models of a line the stack no longer serves",
+        "A line's alarms and drift schedule go with the stack update that takes it out of ModelLines; its endpoint, "
+        "endpoint configurations and models were made by the rollout and stay until this removes them (endpoint "
+        "first). Refused while the stack still serves the line. The model package group, the ledger and the data "
+        "are kept. `closedloop status` lists what removed lines left behind.",
+        "examples:\n  closedloop line retire claims --stack closedloop-dev --dry-run\n"
+        "  closedloop line retire claims --local --yes",
+    )
+    retire.add_argument("name", metavar="LINE", help="the line's name")
+    retire.add_argument("--dry-run", action="store_true", help="change nothing: print what it would remove")
+    retire.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _stack_options(retire)
+    retire.set_defaults(func=cmd_line_retire)
 
 
 def _add_route(commands: Any) -> None:

@@ -62,6 +62,9 @@ class StackStatus(BaseModel):
     at: datetime
     groups: list[GroupStatus]
     dead_letter_queues: list[dict[str, Any]]
+    left_behind: list[dict[str, Any]] = Field(
+        default_factory=list, description="endpoints, configurations and models of lines the stack no longer serves"
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -109,6 +112,7 @@ def stack_status(stack: StackRef, now: datetime | None = None, line: str | None 
         dead_letter_queues=[
             {"queue": d.queue, "messages": d.messages, "in_flight": d.in_flight} for d in dlq_depths(stack)
         ],
+        left_behind=_left_behind(stack) if line is None else [],
     )
 
 
@@ -194,6 +198,16 @@ def _alarm_states(stack: StackRef, names: tuple[str, ...]) -> dict[str, str | No
         return {}
     states = {alarm["AlarmName"]: alarm.get("StateValue") for alarm in found}
     return {name: states.get(name) for name in names}
+
+
+def _left_behind(stack: StackRef) -> list[dict[str, Any]]:
+    from closedloop_ops.retire import orphans
+
+    sm = stack.client("sagemaker")
+    try:
+        return [found.model_dump(mode="json") for found in orphans(stack)]
+    except sm.exceptions.ClientError:  # a role that may not list endpoints: the lines' own rows still show
+        return []
 
 
 def _endpoint(stack: StackRef, name: str) -> dict[str, Any] | None:
@@ -317,6 +331,13 @@ def format_status(status: StackStatus) -> str:
         if group.approval_mode is not None:
             lines.append(f"  {'approval mode':<15} {group.approval_mode} (the line's own)")
         lines += [f"  {label:<15} {text}" for label, text in _group_rows(group)]
+    for found in status.left_behind:
+        lines += [
+            "",
+            f"removed model line {found['line']} left behind: endpoint {found['endpoint']}, "
+            f"{len(found['endpoint_configs'])} endpoint configuration(s), {len(found['models'])} model(s) "
+            f"(`closedloop line retire {found['line']}` removes them)",
+        ]
     lines.append("")
     total = sum(q["messages"] + q["in_flight"] for q in status.dead_letter_queues)
     lines.append(

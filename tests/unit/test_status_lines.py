@@ -59,3 +59,30 @@ def test_each_line_is_a_block_of_its_own() -> None:
     assert "  live            nothing: closedloop-churn does not exist yet (no version deployed)" in second
     assert "  drift alarms    features OK, predictions OK, bias OK (closedloop-churn-drift-*)" in second
     assert "closedloop-loans" not in second.split("dead-letter queues")[0]
+
+
+def test_what_a_removed_line_left_behind_is_listed_with_the_command_that_removes_it() -> None:
+    # Given a stack serving loans, whose removed line claims still has its endpoint, two configurations and models
+    status = StackStatus(
+        stack="closedloop-dev",
+        region="eu-west-1",
+        local=False,
+        approval_mode="auto",
+        approvers=[],
+        at=datetime(2026, 12, 2, tzinfo=UTC),
+        groups=[line_status("loans")],
+        dead_letter_queues=[],
+        left_behind=[
+            {
+                "line": "claims",
+                "endpoint": "closedloop-claims",
+                "endpoint_configs": ["closedloop-claims-v1-aa", "closedloop-claims-v2-bb"],
+                "models": ["closedloop-claims-v1-cc", "closedloop-claims-v2-dd"],
+            }
+        ],
+    )
+    # When it is formatted, then the leftovers are counted and the way to remove them named
+    assert (
+        "removed model line claims left behind: endpoint closedloop-claims, 2 endpoint configuration(s), "
+        "2 model(s) (`closedloop line retire claims` removes them)"
+    ) in format_status(status)
