@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,47 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def glue_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """The same stack with the Glue preparation engine."""
     yield from _stack(monkeypatch, "glue")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session for the whole test run (the JVM takes ~10 s to start), with the Spark
+    preparation job's modules shipped to its workers as the job ships them."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from pyspark.sql import SparkSession
+
+    script = Path(__file__).resolve().parents[1] / "layers" / "shared" / "closedloop" / "prep" / "spark_prepare.py"
+    spec = importlib.util.spec_from_file_location("spark_prepare", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["spark_prepare"] = module
+    spec.loader.exec_module(module)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    # the workers' AWS is the test's: fake credentials, never a profile or instance metadata
+    worker_env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for name, value in worker_env.items():
+        builder = builder.config(f"spark.executorEnv.{name}", value)
+    session = (
+        builder.master("local[2]")
+        .appName("closedloop-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    module.ship_beside_me(session)
+    yield session
+    session.stop()

@@ -442,69 +442,83 @@ def load_key(secrets: Any, secret_arn: str) -> bytes:
     return value.encode("utf-8")
 
 
-def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict[str, Any]:
-    """Prepare one run end to end; returns the output manifest it wrote."""
+def open_run(manifest_uri: str, s3: Any, secrets: Any) -> Dict[str, Any]:
+    """The run as every engine starts it: its input manifest read and checked, its key, where to write."""
     bucket, key = split_uri(manifest_uri)
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     if manifest.get("schema") != INPUT_SCHEMA:
         raise SystemExit(f"unsupported manifest schema: {manifest.get('schema')!r}")
     policy = manifest["policy"]
-    pii_key = load_key(secrets, manifest["pseudonymisation_secret_arn"])
     out_bucket, out_prefix = split_uri(manifest["output_uri"])
     q_bucket, q_prefix = split_uri(manifest["quarantine_uri"])
-    handling = _pii_handling(policy)
-    header = [spec.get("rename") or name for name, spec in policy["columns"].items() if spec.get("action") != "drop"]
-    inputs: List[Dict[str, Any]] = []
-    files_report: List[Dict[str, Any]] = []
-    total_rows = 0
-    workdir = tempfile.mkdtemp(prefix="closedloop-prep-")
-    data_path = os.path.join(workdir, "data.csv")
+    return {
+        "manifest_uri": manifest_uri,
+        "manifest": manifest,
+        "policy": policy,
+        "pii_key": load_key(secrets, manifest["pseudonymisation_secret_arn"]),
+        "out_bucket": out_bucket,
+        "out_prefix": out_prefix,
+        "q_bucket": q_bucket,
+        "q_prefix": q_prefix,
+        "handling": _pii_handling(policy),
+        "header": [
+            spec.get("rename") or name for name, spec in policy["columns"].items() if spec.get("action") != "drop"
+        ],
+    }
+
+
+def prepare_object(
+    run: Dict[str, Any], index: int, obj: Dict[str, Any], s3: Any, part_path: str, withheld_path: str
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Prepare the run's `index`-th raw object: its rows (no header) go to `part_path`.
+
+    Returns its input entry (for the manifest) and its file report (for the PII report). A rejected
+    file is quarantined and its part left empty; withheld rows are quarantined beside it. Every side
+    effect is keyed by the object's index in the run, so preparing it again replaces, never adds.
+    """
+    entry = {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")}
+    request = {"Bucket": obj["bucket"], "Key": obj["key"]}
+    if obj.get("version_id"):
+        request["VersionId"] = obj["version_id"]
     try:
-        with open(data_path, "w", encoding="utf-8", newline="") as data:
-            csv.writer(data, lineterminator="\n").writerow(header)
-            for index, obj in enumerate(manifest["objects"]):
-                entry = {k: obj.get(k) for k in ("bucket", "key", "version_id", "etag", "size")}
-                request = {"Bucket": obj["bucket"], "Key": obj["key"]}
-                if obj.get("version_id"):
-                    request["VersionId"] = obj["version_id"]
-                part_path = os.path.join(workdir, f"part-{index}.csv")
-                withheld_path = os.path.join(workdir, f"part-{index}.withheld.csv")
-                try:
-                    body = s3.get_object(**request)["Body"]
-                    with (
-                        open(part_path, "w", encoding="utf-8", newline="") as part,
-                        open(withheld_path, "w", encoding="utf-8", newline="") as withheld,
-                    ):
-                        report = prepare_stream(body, obj.get("format", "csv"), policy, pii_key, part, withheld)
-                except FileRejected as rejected:
-                    quarantine_key = _quarantine(s3, obj, request, q_bucket, q_prefix, index, rejected)
-                    entry.update(status="quarantined", reason=rejected.reason, quarantine_key=quarantine_key)
-                    files_report.append({**entry, **rejected.details.get("report", {}), "status": "quarantined"})
-                    inputs.append(entry)
-                    log.warning("quarantined file %d: %s", index, rejected.reason)
-                    continue
-                with open(part_path, encoding="utf-8", newline="") as part:
-                    shutil.copyfileobj(part, data)
-                os.remove(part_path)
-                total_rows += report["rows"]
-                entry.update(status="prepared", rows=report["rows"])
-                if report["undeclared_pii"]["quarantined_rows"]:
-                    entry["rows_quarantine_key"] = _quarantine_rows(
-                        s3, obj, withheld_path, q_bucket, q_prefix, index, report
-                    )
-                    log.warning(
-                        "quarantined %d rows of file %d: undeclared PII found",
-                        report["undeclared_pii"]["quarantined_rows"],
-                        index,
-                    )
-                files_report.append({**entry, **report, "status": "prepared"})
-                inputs.append(entry)
-        data_uri = None
-        if total_rows:
-            s3.upload_file(data_path, out_bucket, out_prefix + "data.csv")
-            data_uri = f"s3://{out_bucket}/{out_prefix}data.csv"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        body = s3.get_object(**request)["Body"]
+        with (
+            open(part_path, "w", encoding="utf-8", newline="") as part,
+            open(withheld_path, "w", encoding="utf-8", newline="") as withheld,
+        ):
+            report = prepare_stream(body, obj.get("format", "csv"), run["policy"], run["pii_key"], part, withheld)
+    except FileRejected as rejected:
+        quarantine_key = _quarantine(s3, obj, request, run["q_bucket"], run["q_prefix"], index, rejected)
+        entry.update(status="quarantined", reason=rejected.reason, quarantine_key=quarantine_key)
+        open(part_path, "w").close()  # nothing of a rejected file is passed on
+        log.warning("quarantined file %d: %s", index, rejected.reason)
+        return entry, {**entry, **rejected.details.get("report", {}), "status": "quarantined"}
+    entry.update(status="prepared", rows=report["rows"])
+    if report["undeclared_pii"]["quarantined_rows"]:
+        entry["rows_quarantine_key"] = _quarantine_rows(
+            s3, obj, withheld_path, run["q_bucket"], run["q_prefix"], index, report
+        )
+        log.warning(
+            "quarantined %d rows of file %d: undeclared PII found", report["undeclared_pii"]["quarantined_rows"], index
+        )
+    return entry, {**entry, **report, "status": "prepared"}
+
+
+def finish_run(
+    run: Dict[str, Any],
+    s3: Any,
+    inputs: List[Dict[str, Any]],
+    files_report: List[Dict[str, Any]],
+    data: Dict[str, Any],
+    engine: str,
+) -> Dict[str, Any]:
+    """Write the run's PII report, then its output manifest — last: a run is done when its manifest is there.
+
+    `inputs` and `files_report` are in the run's object order; `data` is where the prepared rows
+    are (`data_uri`, and what else the engine writes: format, parts).
+    """
+    manifest, policy, handling = run["manifest"], run["policy"], run["handling"]
+    out_bucket, out_prefix = run["out_bucket"], run["out_prefix"]
     pii_report = {
         "run_id": manifest["run_id"],
         "dataset": manifest["dataset"],
@@ -526,14 +540,14 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
             "quarantined_rows": sum(f.get("undeclared_pii", {}).get("quarantined_rows", 0) for f in files_report),
             "redacted_values": sum(f.get("undeclared_pii", {}).get("redacted_values", 0) for f in files_report),
         },
-        "input_manifest": manifest_uri,
+        "input_manifest": run["manifest_uri"],
         "inputs": inputs,
         "prepared_files": sum(1 for f in files_report if f["status"] == "prepared"),
         "quarantined_files": sum(1 for f in files_report if f["status"] == "quarantined"),
         "output": {
-            "data_uri": data_uri,
-            "rows": total_rows,
-            "columns": header,
+            **data,
+            "rows": sum(entry.get("rows", 0) for entry in inputs if entry["status"] == "prepared"),
+            "columns": run["header"],
             "column_types": {
                 (spec.get("rename") or name): spec.get("type", "text")
                 for name, spec in policy["columns"].items()
@@ -549,6 +563,36 @@ def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict
     _put_json(s3, out_bucket, out_prefix + "pii_report.json", pii_report)
     _put_json(s3, out_bucket, out_prefix + "manifest.json", output)
     return output
+
+
+def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict[str, Any]:
+    """Prepare one run end to end on this machine, file after file; returns the output manifest it wrote."""
+    prepared = open_run(manifest_uri, s3, secrets)
+    out_bucket, out_prefix = prepared["out_bucket"], prepared["out_prefix"]
+    inputs: List[Dict[str, Any]] = []
+    files_report: List[Dict[str, Any]] = []
+    workdir = tempfile.mkdtemp(prefix="closedloop-prep-")
+    data_path = os.path.join(workdir, "data.csv")
+    try:
+        with open(data_path, "w", encoding="utf-8", newline="") as data:
+            csv.writer(data, lineterminator="\n").writerow(prepared["header"])
+            for index, obj in enumerate(prepared["manifest"]["objects"]):
+                part_path = os.path.join(workdir, f"part-{index}.csv")
+                entry, report = prepare_object(
+                    prepared, index, obj, s3, part_path, os.path.join(workdir, f"part-{index}.withheld.csv")
+                )
+                with open(part_path, encoding="utf-8", newline="") as part:
+                    shutil.copyfileobj(part, data)
+                os.remove(part_path)
+                inputs.append(entry)
+                files_report.append(report)
+        data_uri = None
+        if any(entry.get("rows") for entry in inputs):
+            s3.upload_file(data_path, out_bucket, out_prefix + "data.csv")
+            data_uri = f"s3://{out_bucket}/{out_prefix}data.csv"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return finish_run(prepared, s3, inputs, files_report, {"data_uri": data_uri}, engine)
 
 
 def _pii_handling(policy: Dict[str, Any]) -> Dict[str, Any]:
