@@ -58,20 +58,43 @@ def single_file(path: str, suffix: str) -> str:
     return found[0]
 
 
+def csv_parts(path: str) -> list[str]:
+    """`path` itself, or every `*.csv` under the directory `path` in name order: the single-node
+    engine writes one `data.csv`, the Spark engine one `part-<index>.csv` per raw file."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise StepError(f"{path} does not exist")
+    found = sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names if name.endswith(".csv")
+    )
+    if not found:
+        raise StepError(f"expected *.csv files under {path}, found none")
+    return found
+
+
 def read_table(path: str) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of the prepared CSV at `path` (a file or a channel directory)."""
-    with open(single_file(path, ".csv"), encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise StepError("the prepared data has no header")
-        rows = []
-        for line, values in enumerate(reader, start=2):
-            if not values:
-                continue
-            if len(values) != len(header):
-                raise StepError(f"line {line} has {len(values)} fields, the header {len(header)}")
-            rows.append(values)
+    """The header and rows of the prepared CSV at `path` (a file, or a channel of one or more parts,
+    each with the same header)."""
+    header: list[str] = []
+    rows = []
+    for number, part in enumerate(csv_parts(path), start=1):
+        with open(part, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            found = next(reader, None)
+            if not found:
+                raise StepError(f"part {number} of the prepared data has no header")
+            if not header:
+                header = found
+            elif found != header:
+                raise StepError(f"part {number} of the prepared data has another header than part 1")
+            for line, values in enumerate(reader, start=2):
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    where = f"part {number} line {line}" if number > 1 else f"line {line}"
+                    raise StepError(f"{where} has {len(values)} fields, the header {len(header)}")
+                rows.append(values)
     return header, rows
 
 

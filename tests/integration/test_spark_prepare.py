@@ -81,6 +81,16 @@ def parquet_rows(uris: list[str]) -> list[list[str]]:
     return rows
 
 
+def csv_rows(uris: list[str], header: list[str]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for uri in uris:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        part = list(csv.reader(io.StringIO(read(bucket, key).decode())))
+        assert part[0] == header
+        rows.extend(part[1:])
+    return rows
+
+
 def uploads(stack: Stack) -> list[Any]:
     """Clean files in both formats, one with an undeclared e-mail (file quarantined), one not UTF-8."""
     records = list(synthetic.rows(900, seed=31))
@@ -108,11 +118,14 @@ def test_the_spark_engine_prepares_what_the_single_node_script_prepares(served: 
     # When the same run is prepared on Spark
     output = spark_prepare.run(manifest_uri, spark, s3(), secrets())
     # Then the rows are the same (order aside), pseudonyms included, as Parquet parts of string columns
+    # and as the CSV parts training reads, each with the header
     assert single_rows[0] == output["output"]["columns"]
-    assert sorted(parquet_rows(output["output"]["parts"])) == sorted(single_rows[1:])
+    assert sorted(parquet_rows(output["output"]["parquet"]["parts"])) == sorted(single_rows[1:])
+    assert sorted(csv_rows(output["output"]["parts"], single_rows[0])) == sorted(single_rows[1:])
     assert output["output"]["rows"] == single["output"]["rows"] == len(single_rows) - 1 == 900
-    assert output["output"]["format"] == "parquet"
-    assert output["output"]["data_uri"] == f"s3://{served.data_bucket}/{prefix}data/"
+    assert output["output"]["format"] == "csv-parts"
+    assert output["output"]["data_uri"] == f"s3://{served.data_bucket}/{prefix}data/csv/"
+    assert len(output["output"]["parts"]) == 3
     # and the PII report and the lineage are the single-node script's, the engine aside
     assert json.loads(read(served.data_bucket, prefix + "pii_report.json")) == single_report
     assert output["engine"] == "glue-spark"
@@ -124,7 +137,7 @@ def test_the_spark_engine_prepares_what_the_single_node_script_prepares(served: 
         quarantined
     )
     # and no value of the PII columns reached the prepared data
-    text = json.dumps(parquet_rows(output["output"]["parts"]))
+    text = json.dumps(parquet_rows(output["output"]["parquet"]["parts"]))
     for value in synthetic.pii_values(list(synthetic.rows(900, seed=31))):
         assert value not in text
 
@@ -136,17 +149,19 @@ def test_a_new_attempt_of_a_run_replaces_the_last_and_a_retried_task_adds_nothin
     manifest_uri, run = write_manifest(served, uploads(served))
     prefix = f"prepared/loans/{run.run_id}/"
     first = spark_prepare.run(manifest_uri, spark, s3(), secrets())
-    s3().put_object(Bucket=served.data_bucket, Key=prefix + "data/part-00042.parquet", Body=b"stale")
+    s3().put_object(Bucket=served.data_bucket, Key=prefix + "data/parquet/part-00042.parquet", Body=b"stale")
     # When the run is prepared again
     again = spark_prepare.run(manifest_uri, spark, s3(), secrets())
     # Then it holds exactly its own parts, with the same rows: nothing appended, nothing stale
     listed = sorted(
         o["Key"] for o in s3().list_objects_v2(Bucket=served.data_bucket, Prefix=prefix + "data/")["Contents"]
     )
-    assert (
-        [f"s3://{served.data_bucket}/{key}" for key in listed] == again["output"]["parts"] == first["output"]["parts"]
+    in_bucket = [f"s3://{served.data_bucket}/{key}" for key in listed]
+    parts = sorted(again["output"]["parts"] + again["output"]["parquet"]["parts"])
+    assert in_bucket == parts == sorted(first["output"]["parts"] + first["output"]["parquet"]["parts"])
+    assert sorted(parquet_rows(again["output"]["parquet"]["parts"])) == sorted(
+        parquet_rows(first["output"]["parquet"]["parts"])
     )
-    assert sorted(parquet_rows(again["output"]["parts"])) == sorted(parquet_rows(first["output"]["parts"]))
 
     # When one object's task runs twice (a retried or speculative task)
     opened = prepare.open_run(manifest_uri, s3(), secrets())
@@ -156,8 +171,8 @@ def test_a_new_attempt_of_a_run_replaces_the_last_and_a_retried_task_adds_nothin
         next(spark_prepare.prepare_partition(iter([batch]), shipped, served_endpoint(), REGION)) for _ in range(2)
     ]
     # Then both attempts wrote the same part, which holds the object's rows once
-    assert results[0]["part"][0] == results[1]["part"][0] == spark_prepare.part_key(prefix, 0)
-    rows = parquet_rows([f"s3://{served.data_bucket}/{spark_prepare.part_key(prefix, 0)}"])
+    assert results[0]["part"][0] == results[1]["part"][0] == "part-00000"
+    rows = parquet_rows([f"s3://{served.data_bucket}/{spark_prepare.part_keys(prefix, 0)[1]}"])
     assert len(rows) == json.loads(results[1]["entry"][0])["rows"] == 300
 
 

@@ -171,3 +171,15 @@ def test_input_and_output_follow_the_inference_contract() -> None:
     assert (body, content_type) == ("0.830000\n0.120000", "text/csv")
     with pytest.raises(ValueError, match="unsupported accept"):
         inference.output_fn(np.array([0.5]), "application/json")
+
+
+def test_the_training_data_may_come_in_parts_each_with_the_header(tmp_path: Path) -> None:
+    # Given a channel of the Spark engine's parts (one per raw file), in name order
+    (tmp_path / "part-00001.csv").write_text("id,label\nb,0\nc,1\n")
+    (tmp_path / "part-00000.csv").write_text("id,label\na,1\n")
+    # When the table is read, then it is every part's rows under the one header, in part order
+    assert common.read_table(str(tmp_path)) == (["id", "label"], [["a", "1"], ["b", "0"], ["c", "1"]])
+    # and a part with another header is refused, naming the part, never a value
+    (tmp_path / "part-00002.csv").write_text("id,target\nd,1\n")
+    with pytest.raises(common.StepError, match="part 3 of the prepared data has another header than part 1"):
+        common.read_table(str(tmp_path))

@@ -9,12 +9,13 @@ The driver reads the run's input manifest (`prepare.open_run`), makes one row pe
 hands them to `mapInPandas`; each task prepares its objects with `prepare.prepare_object` — the
 single-node engine's own function, so the policy, the detectors, the pseudonyms (the same HMAC key),
 the quarantine and the reports are the same by construction — and writes the object's prepared
-rows as Parquet (every column a string, as the CSV of the single-node engine holds them) under the
-run's output prefix. The driver then writes the PII report and the output manifest with
-`prepare.finish_run`.
+rows twice under the run's output prefix: as Parquet (`data/parquet/`, every column a string, as
+the single-node engine's CSV holds them: for Spark, Athena and Feature Store readers) and as CSV
+with its header (`data/csv/`, what the training step reads, one part per file). The driver then
+writes the PII report and the output manifest with `prepare.finish_run`.
 
 Exactly once, whatever Spark retries: every object a task writes is named by the object's index in
-the run (`data/part-<index>.parquet`, the quarantine keys), so a retried or speculative task
+the run (`data/csv/part-<index>.csv`, `data/parquet/part-<index>.parquet`, the quarantine keys), so a retried or speculative task
 replaces what an earlier attempt wrote; a new attempt of the whole run first removes the run's
 `data/`; and the manifest, written last, lists the parts of the run: a reader takes the parts it
 names, never a listing. The unit of parallelism is the raw file: a run of N files uses up to N tasks
@@ -29,10 +30,12 @@ positions, column names and reasons only.
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -58,8 +61,10 @@ def _clients(endpoint_url: str | None, region: str | None) -> tuple[Any, Any]:
     return make("s3", **options), make("secretsmanager", **options)
 
 
-def part_key(out_prefix: str, index: int) -> str:
-    return f"{out_prefix}data/part-{index:05d}.parquet"
+def part_keys(out_prefix: str, index: int) -> tuple[str, str]:
+    """The CSV and the Parquet part of the run's `index`-th object."""
+    stem = f"part-{index:05d}"
+    return f"{out_prefix}data/csv/{stem}.csv", f"{out_prefix}data/parquet/{stem}.parquet"
 
 
 def _write_parquet(csv_path: str, header: list[str], parquet_path: str) -> int:
@@ -110,8 +115,15 @@ def prepare_partition(
                     written = _write_parquet(csv_path, run["header"], parquet_path)
                     if written != entry["rows"]:  # the CSV round trip lost or split a row: never pass that on
                         raise RuntimeError(f"file {index}: {written} Parquet rows for {entry['rows']} prepared rows")
-                    part = part_key(run["out_prefix"], index)
-                    s3.upload_file(parquet_path, run["out_bucket"], part)
+                    csv_key, parquet_key = part_keys(run["out_prefix"], index)
+                    with_header = os.path.join(work, "part.with-header.csv")
+                    with open(with_header, "w", encoding="utf-8", newline="") as out:
+                        csv.writer(out, lineterminator="\n").writerow(run["header"])
+                        with open(csv_path, encoding="utf-8", newline="") as rows:
+                            shutil.copyfileobj(rows, out)
+                    s3.upload_file(with_header, run["out_bucket"], csv_key)
+                    s3.upload_file(parquet_path, run["out_bucket"], parquet_key)
+                    part = f"part-{index:05d}"
             results.append({"index": index, "entry": json.dumps(entry), "report": json.dumps(report), "part": part})
         yield pd.DataFrame(results, columns=["index", "entry", "report", "part"])
 
@@ -158,11 +170,17 @@ def run(manifest_uri: str, spark: Any, s3: Any, secrets: Any) -> dict[str, Any]:
     results = sorted(results, key=lambda row: row["index"])
     inputs = [json.loads(row["entry"]) for row in results]
     files_report = [json.loads(row["report"]) for row in results]
-    parts = [row["part"] for row in results if row["part"]]
+    keys = [part_keys(opened["out_prefix"], row["index"]) for row in results if row["part"]]
+    base = f"s3://{opened['out_bucket']}/"
     data = {
-        "data_uri": f"s3://{opened['out_bucket']}/{opened['out_prefix']}data/" if parts else None,
-        "format": "parquet",
-        "parts": [f"s3://{opened['out_bucket']}/{key}" for key in parts],
+        # what training reads: the CSV parts (a SageMaker channel of the prefix takes them all)
+        "data_uri": f"{base}{opened['out_prefix']}data/csv/" if keys else None,
+        "format": "csv-parts",
+        "parts": [base + csv_key for csv_key, _ in keys],
+        "parquet": {
+            "uri": f"{base}{opened['out_prefix']}data/parquet/" if keys else None,
+            "parts": [base + parquet_key for _, parquet_key in keys],
+        },
     }
     output: dict[str, Any] = prepare.finish_run(opened, s3, inputs, files_report, data, ENGINE)
     return output
