@@ -120,3 +120,12 @@ def spark() -> Iterator[Any]:
     module.ship_beside_me(session)
     yield session
     session.stop()
+
+
+@pytest.fixture
+def auto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack choosing the engine by a run's size: the Glue Spark job from 1 MB, else the Python shell job."""
+    for stack in _stack(monkeypatch, "auto"):
+        monkeypatch.setenv("PREP_SPARK_THRESHOLD_BYTES", str(1 << 20))
+        load_settings.cache_clear()
+        yield stack

@@ -46,7 +46,9 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
         "RAW_PREFIX": "raw/",
         "DATA_PREP_ENGINE": engine,
         "PREP_JOB_PREFIX": "closedloop-prep",
-        "GLUE_JOB_NAME": "closedloop-prep" if engine == "glue" else "",
+        "GLUE_JOB_NAME": "closedloop-prep" if engine in ("glue", "auto") else "",
+        "GLUE_SPARK_JOB_NAME": "closedloop-prep-spark" if engine in ("glue-spark", "auto") else "",
+        "PREP_SPARK_THRESHOLD_BYTES": "1073741824",
         "PROCESSING_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-DataPrepRole",
         "PROCESSING_IMAGE_URI": f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
         "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
@@ -137,6 +139,13 @@ def provision(env: dict[str, str]) -> Stack:
             Name=settings.glue_job_name,
             Role=settings.processing_role_arn,
             Command={"Name": "pythonshell", "ScriptLocation": "s3://closedloop-test-artifacts/prepare.py"},
+        )
+    if settings.glue_spark_job_name:
+        boto3.client("glue", region_name=REGION).create_job(
+            Name=settings.glue_spark_job_name,
+            Role=settings.processing_role_arn,
+            Command={"Name": "glueetl", "ScriptLocation": "s3://closedloop-test-artifacts/spark_prepare.py"},
+            GlueVersion="5.0",
         )
     return Stack(env=env, settings=settings)
 

@@ -147,7 +147,8 @@ def test_settings_validate_every_functions_environment_with_the_default_paramete
                 held = getattr(settings, ALIASES[variable])
                 assert _same(value, held), (function, variable, value, held)
         assert settings.data_prep_engine is DataPrepEngine(engine)
-        assert bool(settings.glue_job_name) is (engine == "glue"), function
+        assert bool(settings.glue_job_name) is (engine in ("glue", "auto")), function
+        assert bool(settings.glue_spark_job_name) is (engine in ("glue-spark", "auto")), function
 
 
 def test_every_setting_is_set_by_the_template_or_deliberately_left_to_its_default() -> None:

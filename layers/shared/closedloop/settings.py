@@ -20,8 +20,13 @@ from closedloop.errors import SettingsError
 
 
 class DataPrepEngine(StrEnum):
+    """Where a run is prepared: a Processing job or the Glue Python shell job (single node), the Glue
+    Spark job (`glue-spark`), or by the run's size (`auto`: Spark from `PREP_SPARK_THRESHOLD_BYTES`)."""
+
     PROCESSING = "processing"
     GLUE = "glue"
+    GLUE_SPARK = "glue-spark"
+    AUTO = "auto"
 
 
 class ApprovalMode(StrEnum):
@@ -75,6 +80,8 @@ class Settings(BaseModel):
     data_prep_engine: DataPrepEngine = Field(default=DataPrepEngine.PROCESSING, alias="DATA_PREP_ENGINE")
     prep_job_prefix: str = Field(alias="PREP_JOB_PREFIX", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,29}$")
     glue_job_name: str = Field(default="", alias="GLUE_JOB_NAME")
+    glue_spark_job_name: str = Field(default="", alias="GLUE_SPARK_JOB_NAME")
+    spark_threshold_bytes: int = Field(default=1 << 30, ge=0, alias="PREP_SPARK_THRESHOLD_BYTES")
     processing_role_arn: str = Field(default="", alias="PROCESSING_ROLE_ARN")
     processing_image_uri: str = Field(default="", alias="PROCESSING_IMAGE_URI")
     processing_instance_type: str = Field(default="ml.m5.large", alias="PROCESSING_INSTANCE_TYPE")

@@ -145,7 +145,10 @@ class JobRunner:
                 if run["JobRunState"] not in {"STARTING", "RUNNING"}:
                     continue
                 arguments = {**job.get("DefaultArguments", {}), **run.get("Arguments", {})}
-                argv = [sys.executable, str(self.prep_script)]
+                # a Spark job (glueetl) runs its script on local pyspark, the Python shell job the script itself
+                spark = job.get("Command", {}).get("Name") == "glueetl"
+                script = self.prep_script.with_name("spark_prepare.py") if spark else self.prep_script
+                argv = [sys.executable, str(script)]
                 for key, value in arguments.items():
                     argv += [key, str(value)]
                 code, tail = self._run(argv, self._environment(job["Role"]), self.workdir)

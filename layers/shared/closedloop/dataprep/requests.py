@@ -134,15 +134,21 @@ def build_processing_job_request(
 
 
 def build_glue_job_run_request(
-    *, glue_job_name: str, run: DataPrepRun, manifest_uri: str, extra_py_files: Sequence[str] = ()
+    *,
+    glue_job_name: str,
+    run: DataPrepRun,
+    manifest_uri: str,
+    extra_py_files: Sequence[str] = (),
+    engine: str = "glue",
 ) -> dict[str, Any]:
-    """StartJobRun for one run of the template's Glue (Python shell) job.
+    """StartJobRun for one run of one of the template's Glue jobs (Python shell, or Spark: `engine`).
 
-    `extra_py_files` (the detector module and the wheels of its libraries, in S3) go to Glue's
-    `--extra-py-files`: Glue puts them on the script's Python path before it starts, from S3, so
+    `extra_py_files` (the detector module and the wheels of its libraries, and for Spark the
+    preparation script the Spark job runs per file, in S3) go to Glue's `--extra-py-files`: Glue
+    puts them on the script's Python path (on every Spark worker too) before it starts, from S3, so
     the job needs no package index.
     """
-    arguments = {"--manifest": manifest_uri, "--run-id": run.run_id, "--engine": "glue"}
+    arguments = {"--manifest": manifest_uri, "--run-id": run.run_id, "--engine": engine}
     if extra_py_files:
         arguments["--extra-py-files"] = ",".join(extra_py_files)
     return {"JobName": glue_job_name, "Arguments": arguments}

@@ -185,7 +185,8 @@ class DataPrepService:
             action=ACTION,
             result="started",
             details={
-                "engine": self._settings.data_prep_engine.value,
+                "engine": self.engine_for(run).value,
+                "input_bytes": sum(obj.size or 0 for obj in run.objects),
                 "job": self._job_name(run),
                 "manifest": self._manifest_uri(run),
                 "objects": len(fresh),
@@ -210,9 +211,22 @@ class DataPrepService:
         )
         return RunOutcome(dataset=run.dataset, result="started", identities=tuple(candidate.identities), run=started)
 
+    def engine_for(self, run: DataPrepRun) -> DataPrepEngine:
+        """The engine that prepares `run`: the stack's, or with `auto` the Glue Spark job from
+        `spark_threshold_bytes` of input (the sizes S3 reported in the upload events), else the
+        Glue Python shell job. A run's objects are fixed, so a retry chooses the same engine."""
+        engine = self._settings.data_prep_engine
+        if engine is not DataPrepEngine.AUTO:
+            return engine
+        size = sum(obj.size or 0 for obj in run.objects)
+        return DataPrepEngine.GLUE_SPARK if size >= self._settings.spark_threshold_bytes else DataPrepEngine.GLUE
+
     def _job_name(self, run: DataPrepRun) -> str:
-        if self._settings.data_prep_engine is DataPrepEngine.GLUE:
+        engine = self.engine_for(run)
+        if engine is DataPrepEngine.GLUE:
             return self._settings.glue_job_name
+        if engine is DataPrepEngine.GLUE_SPARK:
+            return self._settings.glue_spark_job_name
         return prep_job_name(self._settings.prep_job_prefix, run.dataset, run.run_id)
 
     def _manifest_uri(self, run: DataPrepRun) -> str:
@@ -240,8 +254,9 @@ class DataPrepService:
                 ContentType="application/json",
             )
         manifest_uri = f"s3://{settings.data_bucket}/{key}"
-        if settings.data_prep_engine is DataPrepEngine.GLUE:
-            return self._start_glue(run, manifest_uri)
+        engine = self.engine_for(run)
+        if engine in (DataPrepEngine.GLUE, DataPrepEngine.GLUE_SPARK):
+            return self._start_glue(run, manifest_uri, engine)
         return self._start_processing(run, manifest_uri)
 
     def _start_processing(self, run: DataPrepRun, manifest_uri: str) -> DataPrepStarted:
@@ -282,12 +297,12 @@ class DataPrepService:
             return False
         return True
 
-    def _start_glue(self, run: DataPrepRun, manifest_uri: str) -> DataPrepStarted:
-        job = self._settings.glue_job_name
+    def _start_glue(self, run: DataPrepRun, manifest_uri: str, engine: DataPrepEngine) -> DataPrepStarted:
+        job = self._job_name(run)
         result = DataPrepStarted(
             run_id=run.run_id,
             dataset=run.dataset,
-            engine=DataPrepEngine.GLUE,
+            engine=engine,
             job_name=job,
             manifest_uri=manifest_uri,
             objects=len(run.objects),
@@ -297,11 +312,14 @@ class DataPrepService:
             return result.model_copy(update={"job_run_id": existing, "found_existing": True})
         script_uri = self._code_uri
         prefix = script_uri.rsplit("/", 1)[0]
+        # the Python shell job runs prepare.py itself; the Spark job's tasks import it
+        shipped = [name for name in self._code_names if engine is DataPrepEngine.GLUE_SPARK or name != SCRIPT_NAME]
         request = build_glue_job_run_request(
             glue_job_name=job,
             run=run,
             manifest_uri=manifest_uri,
-            extra_py_files=[f"{prefix}/{name}" for name in self._code_names if name != SCRIPT_NAME],
+            extra_py_files=[f"{prefix}/{name}" for name in shipped],
+            engine=engine.value,
         )
         with aws_errors("glue:StartJobRun"):
             response = self._glue.start_job_run(**request)

@@ -84,7 +84,7 @@ class PrepRunEnded(Model):
     model_config = ConfigDict(frozen=True)
 
     event_id: str
-    engine: Literal["processing", "glue"]
+    engine: Literal["processing", "glue", "glue-spark"]
     job_name: str
     job_run_id: str | None = None
     state: PrepState
@@ -208,17 +208,19 @@ class TrainingStarter:
             args = run_arguments(arguments)
             state = PROCESSING_STATES[detail.status]
             reason = detail.failure_reason or detail.exit_message or ""
-            engine: Literal["processing", "glue"] = "processing"
+            engine: Literal["processing", "glue", "glue-spark"] = "processing"
             job_run_id = None
             job_name = detail.job_name
         else:
             glue = event.detail
-            if glue.job_name not in {self._settings.prep_job_prefix, self._settings.glue_job_name} - {""}:
+            spark_job = self._settings.glue_spark_job_name
+            if glue.job_name not in {self._settings.prep_job_prefix, self._settings.glue_job_name, spark_job} - {""}:
                 raise InvalidEventError("the Glue job is not this stack's preparation job")
             args = run_arguments(self._glue_arguments(glue.job_name, glue.job_run_id))
             state = GLUE_STATES[glue.state]
             reason = glue.message if state != "succeeded" else ""
-            engine, job_run_id, job_name = "glue", glue.job_run_id, glue.job_name
+            engine = "glue-spark" if spark_job and glue.job_name == spark_job else "glue"
+            job_run_id, job_name = glue.job_run_id, glue.job_name
         dataset = dataset_of(args.manifest_uri, self._settings.manifests_prefix)
         if not dataset or split_s3_uri(args.manifest_uri)[0] != self._settings.data_bucket:
             raise InvalidEventError("the job's manifest is not under this stack's data bucket and manifests prefix")
