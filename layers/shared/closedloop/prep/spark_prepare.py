@@ -15,11 +15,11 @@ with its header (`data/csv/`, what the training step reads, one part per file). 
 writes the PII report and the output manifest with `prepare.finish_run`.
 
 Exactly once, whatever Spark retries: every object a task writes is named by the object's index in
-the run (`data/csv/part-<index>.csv`, `data/parquet/part-<index>.parquet`, the quarantine keys), so a retried or speculative task
-replaces what an earlier attempt wrote; a new attempt of the whole run first removes the run's
-`data/`; and the manifest, written last, lists the parts of the run: a reader takes the parts it
-names, never a listing. The unit of parallelism is the raw file: a run of N files uses up to N tasks
-(a single huge file is one task; split such uploads, as Spark's own readers would want too).
+the run (`data/csv/part-<index>.csv`, `data/parquet/part-<index>.parquet`, the quarantine keys), so
+a retried or speculative task replaces what an earlier attempt wrote; a new attempt of the whole
+run first removes the run's `data/`; and the manifest, written last, lists the parts of the run: a
+reader takes the parts it names, never a listing. The unit of parallelism is the raw file: a run of
+N files uses up to N tasks (a single huge file is one task: split such uploads).
 
 Workers read the raw objects at their exact versions with boto3 (S3 through Spark's own readers
 cannot name a version) and load the pseudonymisation key from Secrets Manager themselves, once per
