@@ -529,6 +529,8 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     parameters = approval_parameters(mode["approval_mode"], mode["approvers"])
     if args.lines is not None:
         parameters["ModelLines"] = _model_lines(args.lines)
+    if args.prep_engine is not None:
+        parameters["DataPrepEngine"] = args.prep_engine
     with LocalLoop.start(stack_name=args.stack_name, parameters=parameters) as loop:
         write_local_state(
             state,
@@ -622,6 +624,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say=lambda line: print(line, flush=True),
         keep=keep if args.keep else None,
         chaos_seed=args.chaos,
+        prep_engine=args.prep_engine,
         **_approval_mode(args),
     )
     if args.approval_mode == "manual":  # the story ends where a person takes over
@@ -662,6 +665,15 @@ def _approval_mode(args: argparse.Namespace) -> dict[str, Any]:
     if args.approvers and args.approval_mode != "manual":
         raise CliError("--approvers needs --approval-mode manual (in auto mode the approval policy releases versions)")
     return {"approval_mode": args.approval_mode, "approvers": args.approvers}
+
+
+def _prep_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prep-engine",
+        choices=["processing", "glue", "glue-spark", "auto"],
+        help="where preparation runs (the template's DataPrepEngine, default processing); glue-spark runs the "
+        "Spark job on local pyspark (a JVM start, ~10 s, per run)",
+    )
 
 
 def _approval_mode_options(parser: argparse.ArgumentParser) -> None:
@@ -1087,6 +1099,7 @@ def _add_local(commands: Any) -> None:
         "--chaos", type=int, metavar="SEED", help="the bad day: duplicates, reordering, throttling, crashes"
     )
     _approval_mode_options(demo)
+    _prep_engine_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     local = _command(
@@ -1108,6 +1121,7 @@ def _add_local(commands: Any) -> None:
     local.add_argument("--interval", type=float, default=0.5, help="seconds between delivery passes (default: 0.5)")
     local.add_argument("--state-file", help=argparse.SUPPRESS)
     _approval_mode_options(local)
+    _prep_engine_option(local)
     local.set_defaults(func=cmd_local_up)
 
 

@@ -5,7 +5,8 @@ addresses, e-mails, phone numbers, bank accounts as IBANs, Luhn-valid card numbe
 a protected group attribute and the approval label. The label comes from a fixed logistic model of
 the features, so a trained model can learn it; group B is approved slightly less often at equal
 features, so the bias figures are not trivially zero. `drift` shifts the feature distributions for
-drift scenarios.
+drift scenarios; `CONCEPT_DRIFT` also changes the rule behind the label (a concept drift), so a model
+of the training world is wrong there, not only far from home.
 
 `churn_rows`: telecom subscriptions, the columns of `closedloop/lines/churn.json` in that order:
 subscriber PII (names, e-mails, phone numbers, none shared with the loans), usage and contract
@@ -24,7 +25,7 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 COLUMNS = [
     "application_id",
@@ -148,23 +149,11 @@ def iban(rng: random.Random) -> str:
     return f"DE{check:02d}{bban}"
 
 
-@dataclass(frozen=True)
-class Drift:
-    """How far the generated population moves from the training population."""
-
-    income_factor: float = 1.0
-    loan_factor: float = 1.0
-    late_payments_shift: float = 0.0
-    purpose_weights: tuple[float, ...] | None = None
-
-
 SHARPNESS = 2.5
 CENTRE = 0.6
-
-NO_DRIFT = Drift()
-STRONG_DRIFT = Drift(
-    income_factor=0.55, loan_factor=1.8, late_payments_shift=2.0, purpose_weights=(0.05, 0.05, 0.05, 0.7, 0.1, 0.05)
-)
+# The drifted world's rule is sharper: the model trained on it must clear the approval policy's
+# champion comparison against a version of the training world (AUC ~0.9) on merit.
+GUARANTEED_SHARPNESS = 4.0
 
 
 def _approval_logit(row: dict[str, object]) -> float:
@@ -183,8 +172,60 @@ def _approval_logit(row: dict[str, object]) -> float:
     )
 
 
+def approval_probability(row: dict[str, object]) -> float:
+    """The training world's rule: affordability (loan to income) first, then the credit record.
+
+    Sharpened so that the label is learnable (an oracle reaches AUC ~0.9): a demo model should
+    clear the approval policy's default thresholds on merit, not on luck.
+    """
+    return 1 / (1 + math.exp(-SHARPNESS * (_approval_logit(row) - CENTRE)))
+
+
+def guaranteed_approval_probability(row: dict[str, object]) -> float:
+    """The drifted world's rule: a loan guarantee covers the amount, so the loan-to-income ratio no
+    longer decides; credit history, job tenure and (less than before) late payments do.
+
+    A model of the training world ranks these applicants mostly by their ratio, and rejects nearly
+    all of them; here about half are approved.
+    """
+    logit = (
+        0.3
+        + 0.16 * (float(row["credit_history_years"]) - 9)  # type: ignore[arg-type]
+        - 0.3 * (float(row["late_payments"]) - 2.5)  # type: ignore[arg-type]
+        + 0.14 * (float(row["employment_years"]) - 5)  # type: ignore[arg-type]
+        + (0.35 if row["home_ownership"] == "own" else 0.0)
+        - (0.25 if row["group"] == "B" else 0.0)
+    )
+    return 1 / (1 + math.exp(-GUARANTEED_SHARPNESS * logit))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How far the generated population moves from the training population, and which rule labels it.
+
+    `approval` is the probability of approval given an application: the training world's rule
+    unless the drift changes the concept too.
+    """
+
+    income_factor: float = 1.0
+    loan_factor: float = 1.0
+    late_payments_shift: float = 0.0
+    purpose_weights: tuple[float, ...] | None = None
+    approval: Callable[[dict[str, object]], float] = approval_probability
+
+
+NO_DRIFT = Drift()
+# Covariate shift only: poorer applicants, larger loans, more late payments, mostly debt consolidation;
+# the label still follows the training world's rule.
+STRONG_DRIFT = Drift(
+    income_factor=0.55, loan_factor=1.8, late_payments_shift=2.0, purpose_weights=(0.05, 0.05, 0.05, 0.7, 0.1, 0.05)
+)
+# The same applicants, approved by the drifted world's rule.
+CONCEPT_DRIFT = replace(STRONG_DRIFT, approval=guaranteed_approval_probability)
+
+
 def rows(n: int, seed: int = 7, drift: Drift = NO_DRIFT, start: int = 0) -> Iterator[dict[str, str]]:
-    """`n` applications, the same for the same seed."""
+    """`n` applications, the same for the same seed (and drift), numbered from `start`."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
     for index in range(start, start + n):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
@@ -212,10 +253,7 @@ def rows(n: int, seed: int = 7, drift: Drift = NO_DRIFT, start: int = 0) -> Iter
             "notes": rng.choice(_NOTES),
             "group": "A" if rng.random() < 0.6 else "B",
         }
-        # Sharpened so that the label is learnable (an oracle reaches AUC ~0.9): a demo model
-        # should clear the approval policy's default thresholds on merit, not on luck.
-        probability = 1 / (1 + math.exp(-SHARPNESS * (_approval_logit(row) - CENTRE)))
-        row["approved"] = 1 if rng.random() < probability else 0
+        row["approved"] = 1 if rng.random() < drift.approval(row) else 0
         yield {key: str(row[key]) for key in COLUMNS}
 
 

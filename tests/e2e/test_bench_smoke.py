@@ -40,6 +40,7 @@ def test_every_benchmark_figure_runs() -> None:
         "pii_recall",
         "pii_false_positive_rate",
         "prep_rows_per_s",
+        "spark_scaling",
         "warm_overhead_ms",
         "demo_wall_s",
     }

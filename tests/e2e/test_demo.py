@@ -1,6 +1,8 @@
 """The whole closed loop on the local loop (`make demo`), asserted on its report and its traces.
 
-Two model lines run side by side (loans and churn); only the loans traffic drifts.
+Two model lines run side by side (loans and churn); only the loans traffic drifts. Its drift alarms
+retrain it on the last prepared run; then labelled data of the drifted world arrives, and the version
+trained on it is the one that serves (and is scored against the old one on a drifted hold-out).
 """
 
 from __future__ import annotations
@@ -88,14 +90,15 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     report = demo_run["report"]
     assert "failure" not in report, report.get("failure")
     assert demo_run["model_lines"] == ["loans", "churn"]
-    # Then each line was deployed to its own endpoint; only the drifted loans line was retrained
+    # Then each line was deployed to its own endpoint; only the drifted loans line was retrained by an alarm,
+    # and trained again on the drifted world's labelled data
     assert report["model_lines"] == {
-        "loans": {"model_versions_deployed": [1, 2], "retrainings": 1, "endpoint": "closedloop-loans"},
+        "loans": {"model_versions_deployed": [1, 2, 3], "retrainings": 1, "endpoint": "closedloop-loans"},
         "churn": {"model_versions_deployed": [1], "retrainings": 0, "endpoint": "closedloop-churn"},
     }
     assert report["drifted_line"] == "loans"
     # And the top-level figures are over every line
-    assert sorted(report["model_versions_deployed"]) == [1, 1, 2] and report["model_versions_deployed"][-1] == 2
+    assert sorted(report["model_versions_deployed"]) == [1, 1, 2, 3] and report["model_versions_deployed"][-1] == 3
     assert report["retrainings"] == 1
     assert report["events_in_dlq"] == 0
     assert report["handler_errors"] == []
@@ -106,6 +109,7 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     assert sorted((d["endpoint"], d["outcome"]) for d in report["deployments"]) == [
         ("closedloop-churn", "created"),
         ("closedloop-loans", "created"),
+        ("closedloop-loans", "updated"),
         ("closedloop-loans", "updated"),
     ]
     assert (report["side_effects_without_decision"], report["side_effects_unexplained"]) == (0, [])
@@ -126,15 +130,50 @@ def test_only_the_drifted_line_alarmed(demo_run: dict[str, Any]) -> None:
 def test_one_prediction_is_traced_to_its_data_code_and_decision(demo_run: dict[str, Any]) -> None:
     chain = demo_run["report"]["lineage"]
     assert chain["inference"]["inference_id"].startswith("demo-loans-post-retraining-")
-    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v2")
-    assert chain["model_version"]["version"] == 2
+    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v3")
+    assert chain["model_version"]["version"] == 3
     assert chain["approval_decision"]["policy_version"] == "approval-policy/1"
     assert chain["approval_decision"]["why"].startswith("closedloop approval-policy/1 (auto): APPROVED")
-    assert chain["pipeline_execution"]["trigger"] == "alarm"
-    assert "closedloop-loans-drift-" in chain["pipeline_execution"]["trigger_reason"]
+    # the version that serves was trained on the drifted world's labelled upload, not on the first one
+    assert chain["pipeline_execution"]["trigger"] == "upload"
     assert chain["prepared_data"]["rows"] == 3000
     assert len(chain["raw_objects"]) == 3 and all(o["version_id"] for o in chain["raw_objects"])
+    assert sorted(o["key"].rsplit("/", 1)[-1] for o in chain["raw_objects"]) == [
+        "applications-003.jsonl",
+        "applications-004.csv",
+        "applications-005.jsonl",
+    ]
     assert chain["code_version"]["model"] and len(chain["code_version"]["preparation_script_sha256"]) == 64
+
+
+def test_the_version_trained_on_the_drifted_world_scores_better_on_its_hold_out(demo_run: dict[str, Any]) -> None:
+    # Given every loans version scored on labelled applications of the drifted world that none was trained on
+    effect = demo_run["report"]["retraining_effect"]
+    versions = {v["version"]: v for v in effect["versions"]}
+    # Then the old version is the one that served the drifted traffic, the new one the one serving at the end
+    assert (effect["line"], effect["metric"], effect["holdout_rows"]) == ("loans", "auc", 2000)
+    assert (effect["old_version"], effect["new_version"]) == (1, 3)
+    assert (effect["old"], effect["new"]) == (versions[1]["auc"], versions[3]["auc"])
+    # And the new version is measurably better where the world changed, and approves about as often as it should
+    assert effect["new"] > effect["old"] + 0.1
+    assert effect["new"] > 0.85 and effect["old"] < 0.8
+    assert versions[1]["favourable_rate"] < 0.1
+    assert abs(versions[3]["favourable_rate"] - effect["holdout_favourable_rate"]) < 0.1
+    # And the alarm's retraining (v2) learnt nothing new: it trained on the prepared run v1 trained on
+    assert [versions[v]["trigger"] for v in (1, 2, 3)] == ["upload", "alarm", "upload"]
+    assert versions[2]["prep_run_id"] == versions[1]["prep_run_id"] != versions[3]["prep_run_id"]
+    assert abs(versions[2]["auc"] - versions[1]["auc"]) < 0.01
+    # And the drift monitor, measuring the traffic v3 serves against v3's own baseline, finds it below the alarms
+    after = effect["drift_after_rollout"]
+    thresholds = {m["metric"]: m["threshold"] for m in demo_run["report"]["drift_metrics"]}
+    assert (after["result"], after["model_version"], after["records"]) == ("published", 3, 400)
+    assert after["max_feature_psi"] < thresholds["MaxFeaturePSI"]
+    assert after["prediction_ks"] < thresholds["PredictionKS"]
+    # And the report and the command line say it in one line
+    printed = [line for said in demo_run["lines"] for line in said.splitlines()]
+    said = [line for line in printed if line.startswith("retraining effect on loans")]
+    assert len(said) == 1 and f"AUC {effect['old']:.3f} (v1" in said[0] and f"{effect['new']:.3f} (v3" in said[0]
+    assert f"- {said[0]}" in (demo_run["out"] / "report.md").read_text()
 
 
 def test_no_seeded_pii_value_appears_anywhere(demo_run: dict[str, Any]) -> None:
@@ -168,16 +207,17 @@ def test_the_report_files_are_written(demo_run: dict[str, Any]) -> None:
 
 
 def test_the_drift_metrics_are_read_back_with_their_alarm_thresholds(demo_run: dict[str, Any]) -> None:
-    # Given the demo's two drift-monitor runs (like traffic, then drifted traffic)
+    # Given the demo's drift-monitor runs (like traffic, drifted traffic, the traffic after the last rollout)
     # When the report is written, the metrics are read back from the loop's CloudWatch
     series = demo_run["report"]["drift_metrics"]
     metrics = {m["metric"]: m for m in series}
     # Then the drifted line's alarms are there, and only its: the picture is about the loans endpoint
     assert {m["dimensions"]["Endpoint"] for m in series} == {"closedloop-loans"}
     assert len(series) == len(metrics)
-    # And each alarm's metric is there with its threshold and both runs, the drifted one above it
+    # And each alarm's metric is there with its threshold and every run, only the drifted one above it
     assert {"MaxFeaturePSI", "PredictionKS", "BiasDrift"} <= set(metrics)
     psi = metrics["MaxFeaturePSI"]
     assert (psi["alarm"], psi["threshold"]) == ("closedloop-loans-drift-features", 0.2)
-    assert len(psi["points"]) >= 2 and psi["points"][0][1] < 0.2 < psi["points"][1][1]
+    assert len(psi["points"]) == 3 and psi["points"][0][1] < 0.2 < psi["points"][1][1]
+    assert psi["points"][2][1] < 0.2
     assert "threshold 0.2 (alarm closedloop-loans-drift-features)" in (demo_run["out"] / "drift.svg").read_text()

@@ -1,9 +1,10 @@
 """The command line and the operator notebook against a local loop that has run the demo scenario.
 
 One demo run serves the module (`closedloop demo --keep`): two model lines, loans and churn, each
-uploaded, trained, approved and rolled out to its own endpoint; the loans traffic drifts → retraining →
-redeployment (loans versions 1 and 2 deployed, churn version 1), the loop left up. A version is named
-`loans/2`: with two lines a bare number is ambiguous.
+uploaded, trained, approved and rolled out to its own endpoint; the loans traffic drifts → retraining by
+the drift alarm → redeployment (loans version 2) → the drifted world's labelled data arrives → training
+on it → redeployment (loans version 3, live at the end; churn version 1), the loop left up. A version is
+named `loans/3`: with two lines a bare number is ambiguous.
 """
 
 from __future__ import annotations
@@ -70,17 +71,17 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
         ("churn", "closedloop-churn", "closedloop-churn"),
     ]
     group, churn = report["groups"]
-    # And loans version 2 is live, deployed by the retraining an alarm started, and nothing is stuck
+    # And loans version 3 is live, trained on the drifted world's labelled upload after the alarm's
+    # retraining, and nothing is stuck
     assert group["endpoint_status"] == "InService"
-    assert group["live"]["version"] == 2 and group["live"]["serving_version"] == 2
-    assert group["live"]["endpoint_config"].startswith("closedloop-loans-v2-")
+    assert group["live"]["version"] == 3 and group["live"]["serving_version"] == 3
+    assert group["live"]["endpoint_config"].startswith("closedloop-loans-v3-")
     assert group["rollout"] is None and group["last_outcome"]["outcome"] == "live"
     retraining = group["last_retraining"]
-    assert retraining["status"] == "Succeeded" and retraining["trigger"] == "alarm"
-    assert retraining["reason"].startswith("closedloop-loans-drift-")
+    assert retraining["status"] == "Succeeded" and retraining["trigger"] == "upload"
     assert group["lock"] is None  # released when the execution finished
     assert group["cooldown"]["active"] is True and group["cooldown"]["reason"].startswith("closedloop-loans-drift-")
-    assert group["versions"]["Approved"] >= 2
+    assert group["versions"]["Approved"] >= 3
     assert group["drift_alarms"] == {
         "closedloop-loans-drift-features": "ALARM",
         "closedloop-loans-drift-predictions": "ALARM",
@@ -101,8 +102,8 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
     code, text, _ = run(["status", *local], capsys)
     assert code == 0
     loans, rest = text.split("model line loans: model group closedloop-loans (", 1)[1].split("model line churn", 1)
-    assert "live            version 2 on closedloop-loans (InService" in loans
-    assert "last training" in loans and "trigger alarm: closedloop-loans-drift-" in loans
+    assert "live            version 3 on closedloop-loans (InService" in loans
+    assert "last training" in loans and "trigger upload: " in loans
     assert "retrain lock    free" in loans and "cooldown        until" in loans
     assert "drift alarms    features ALARM, predictions ALARM, bias OK (closedloop-loans-drift-*)" in loans
     assert "live            version 1 on closedloop-churn (InService" in rest
@@ -128,7 +129,7 @@ def test_status_lists_a_version_waiting_for_an_approver(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a registered version nobody decided yet
-    version = register_copy(demo.loop, 2)
+    version = register_copy(demo.loop, 3)
     # When the status is asked
     code, out, _ = run(["status", *local, "--json"], capsys)
     # Then it is listed as pending
@@ -144,18 +145,18 @@ def test_status_lists_a_version_waiting_for_an_approver(
 def test_lineage_of_a_prediction_in_every_format(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inference_id = demo.inference_ids[-1]  # scored by version 2, after the retraining
+    inference_id = demo.inference_ids[-1]  # scored by version 3, trained on the drifted world's labels
     # When the prediction is traced as JSON
     code, out, _ = run(["lineage", "--inference-id", inference_id, *local, "--format", "json"], capsys)
     chain = json.loads(out)
     # Then the chain reaches from the inference to the raw data and the code
     assert code == 0
     assert chain["inference"]["inference_id"] == inference_id
-    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v2-")
-    assert chain["model_version"]["version"] == 2
+    assert chain["endpoint_config"]["name"].startswith("closedloop-loans-v3-")
+    assert chain["model_version"]["version"] == 3
     assert chain["approval_decision"]["decided_by"] == "policy approval-policy/1 (auto mode)"
     assert chain["approval_decision"]["rollout_verdict"]["result"] == "deploying"
-    assert chain["pipeline_execution"]["trigger"] == "alarm"
+    assert chain["pipeline_execution"]["trigger"] == "upload"
     assert chain["prepared_data"]["rows"] == 3000
     assert len(chain["raw_objects"]) == 3 and all(o["version_id"] for o in chain["raw_objects"])
     assert len(chain["code_version"]["preparation_script_sha256"]) == 64
@@ -186,7 +187,7 @@ def test_lineage_of_the_endpoint_and_of_a_version(
     # When the endpoint is traced
     code, out, _ = run(["lineage", "--endpoint", "closedloop-loans", *local, "--format", "json"], capsys)
     # Then it leads to the version it serves
-    assert code == 0 and json.loads(out)["model_version"]["version"] == 2
+    assert code == 0 and json.loads(out)["model_version"]["version"] == 3
     # When the first version of loans is traced
     code, out, _ = run(["lineage", "--model-version", "loans/1", *local, "--format", "json"], capsys)
     chain = json.loads(out)
@@ -242,7 +243,7 @@ def test_approve_and_reject_refuse_versions_in_the_wrong_state(
         "only a pending version can be approved (it already is)"
     )
     # A rejected version can be neither approved nor rejected again
-    version = register_copy(demo.loop, 2)
+    version = register_copy(demo.loop, 3)
     code, _, _ = run(["reject", f"loans/{version}", "--reason", "duplicate registration", "--yes", *local], capsys)
     assert code == 0
     for action in ("approve", "reject"):
@@ -290,18 +291,18 @@ def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
     assert described["ApprovalDescription"].endswith(" via closedloop: superseded by version 2")
     assert described["LastModifiedBy"]["IamIdentity"]["Arn"] == "arn:aws:sts::123456789012:user/moto"
     assert "rejected closedloop-loans/1 (was Approved)" in out
-    # And the rollout route saw it: a version that is not live is only recorded, version 2 keeps serving
+    # And the rollout route saw it: a version that is not live is only recorded, version 3 keeps serving
     demo.settle()
     verdicts = [d for d in ledger(demo).decisions_for(package_arn(demo, 1)) if d.route == "model-approval"]
     assert verdicts and verdicts[-1].action in {"rollback", "verify_approver"}
-    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 3
 
 
 def test_a_person_s_approval_in_auto_mode_is_refused_by_the_rollout(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a pending version in a stack whose gate approves by policy
-    version = register_copy(demo.loop, 2)
+    version = register_copy(demo.loop, 3)
     # When a person approves it
     code, out, _ = run(
         ["approve", f"loans/{version}", "--reason", "looks fine to me", "--yes", *local, "--json"], capsys
@@ -315,7 +316,7 @@ def test_a_person_s_approval_in_auto_mode_is_refused_by_the_rollout(
     demo.settle()
     verdicts = [d for d in ledger(demo).decisions_for(package_arn(demo, version)) if d.route == "model-approval"]
     assert [(d.action, d.result) for d in verdicts] == [("verify_approver", "refused")]
-    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 3
 
 
 # -- audit and dead letters ------------------------------------------------------------------------
@@ -329,9 +330,9 @@ def test_the_audit_covers_every_route(demo: Demo, local: list[str], capsys: pyte
     assert all(json.loads(row["details"]) is not None for row in rows)
     started = [r for r in rows if r["route"] == "alarm" and r["result"] == "started"]
     assert len(started) == 1 and started[0]["business_key"].startswith("alarm:closedloop-loans-drift-")
-    # both lines' drift monitors ran, twice each
+    # both lines' drift monitors ran, three times each (like traffic, drifted traffic, after the last rollout)
     measured = [r["business_key"] for r in rows if r["route"] == "drift-monitor" and r["result"] == "published"]
-    assert sorted(measured) == ["drift:closedloop-churn"] * 2 + ["drift:closedloop-loans"] * 2
+    assert sorted(measured) == ["drift:closedloop-churn"] * 3 + ["drift:closedloop-loans"] * 3
     code, out, _ = run(["audit", "--since", "2999-01-01", *local], capsys)
     assert code == 0 and out.strip() == "no automated decisions since 2999-01-01"
 
@@ -420,7 +421,7 @@ def test_a_redriven_approval_that_was_deployed_meanwhile_is_a_no_op(
     new = [(d.action, d.result) for d in after if d not in before]
     assert all(result in {"duplicate", "already_live", "skipped"} for _, result in new), new
     assert loop.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == configs_before
-    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 2
+    assert json.loads(run(["status", *local, "--json"], capsys)[1])["groups"][0]["live"]["version"] == 3
 
 
 # -- the notebook ----------------------------------------------------------------------------------
@@ -449,7 +450,7 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     demo: Demo, local: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a version waiting for an approver, and the notebook pointed at the kept loop
-    version = register_copy(demo.loop, 2)
+    version = register_copy(demo.loop, 3)
     monkeypatch.setenv("CLOSEDLOOP_STATE_FILE", local[local.index("--state-file") + 1])
     namespace: dict[str, Any] = {"__name__": "__main__"}
     cells = code_cells(ROOT / "docs" / "operator.ipynb")
@@ -464,8 +465,8 @@ def test_the_operator_notebook_runs_against_the_demo_loop(
     run_cells(cells)
     printed = capsys.readouterr().out
     # Then it saw the loop as the command line does
-    assert namespace["group"].live["version"] == 2
-    assert namespace["chain"]["model_version"]["version"] == 2
+    assert namespace["group"].live["version"] == 3
+    assert namespace["chain"]["model_version"]["version"] == 3
     assert namespace["chain"]["inference"]["inference_id"] == namespace["inference_id"]
     assert {d.route for d in namespace["decisions"]} >= ROUTES
     assert "digraph lineage {" in namespace["dot"]
@@ -508,18 +509,18 @@ def test_the_evidence_of_a_version_is_judged_by_its_line_s_policy(
 def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     demo: Demo, local: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given version 2 serves, approved by the gate's policy
-    gate_at = json.loads(run(["lineage", "--model-version", "loans/2", *local, "--format", "json"], capsys)[1])[
+    # Given version 3 serves, approved by the gate's policy
+    gate_at = json.loads(run(["lineage", "--model-version", "loans/3", *local, "--format", "json"], capsys)[1])[
         "approval_decision"
     ]["gate"]["at"]
     # When a person rejects it (auto mode, no approvers: the rollout will not act on a person's flip)
-    code, _, _ = run(["reject", "loans/2", "--reason", "complaint CR-7 under review", "--yes", *local], capsys)
+    code, _, _ = run(["reject", "loans/3", "--reason", "complaint CR-7 under review", "--yes", *local], capsys)
     assert code == 0
     demo.settle()
     # Then the lineage names the person, the time of their flip and their reason — not the policy
-    code, out, _ = run(["lineage", "--model-version", "loans/2", *local, "--format", "json"], capsys)
+    code, out, _ = run(["lineage", "--model-version", "loans/3", *local, "--format", "json"], capsys)
     approval = json.loads(out)["approval_decision"]
-    described = status_of(demo, 2)
+    described = status_of(demo, 3)
     assert approval["status"] == "Rejected"
     assert approval["by"] == "arn:aws:sts::123456789012:user/moto"
     assert approval["decided_by"].startswith("arn:aws:sts::123456789012:user/moto (the rollout refused to act on it: ")
@@ -527,14 +528,14 @@ def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     assert approval["when"] != gate_at
     assert approval["when"].startswith(described["LastModifiedTime"].astimezone(UTC).isoformat()[:19])
     assert approval["why"].endswith("complaint CR-7 under review")
-    code, text, _ = run(["lineage", "--model-version", "loans/2", *local], capsys)
+    code, text, _ = run(["lineage", "--model-version", "loans/3", *local], capsys)
     assert "approval: Rejected by arn:aws:sts::123456789012:user/moto (the rollout refused" in text
     assert "by policy" not in text
-    # And the status shows version 2 still live, that the registry says Rejected, and why it still serves
+    # And the status shows version 3 still live, that the registry says Rejected, and why it still serves
     code, out, _ = run(["status", *local, "--json"], capsys)
     live = json.loads(out)["groups"][0]["live"]
-    assert (live["version"], live["registry_status"]) == (2, "Rejected")
+    assert (live["version"], live["registry_status"]) == (3, "Rejected")
     assert live["rollout_verdict"]["result"] == "refused" and live["rollout_verdict"]["reason"]
     code, text, _ = run(["status", *local], capsys)
-    assert "version 2 on closedloop-loans" in text
+    assert "version 3 on closedloop-loans" in text
     assert f"but the registry says Rejected; the rollout refused it at {live['rollout_verdict']['at']}: " in text

@@ -4,10 +4,18 @@ Two model lines run side by side (`ModelLines=loans,churn`): synthetic loan appl
 subscriptions with PII land in `raw/<line>/` → preparation strips the PII → the training pipeline
 runs its real step scripts → a version of each line is registered in the line's model group → the
 gate approves it → it is rolled out to the line's own endpoint → both endpoints serve predictions
-and capture them → drifted traffic arrives at the loans endpoint only → the drift monitor of each
-line publishes metrics → the loans alarms fire → the loans line is retrained → its new version is
-approved and rolled out blue/green, while the churn line keeps its one version. Every step is a
-real handler reacting to an event the template's rules routed.
+and capture them → traffic from a changed world arrives at the loans endpoint only → the drift
+monitor of each line publishes metrics → the loans alarms fire → the loans line is retrained on its
+last prepared run, the only labelled data there is, and that version rolled out → the labelled
+applications of the changed world arrive under `raw/loans/` → preparation and training start by
+themselves, and the version that learnt the changed world is approved and rolled out blue/green,
+while the churn line keeps its one version → the drift monitor measures the traffic the new version
+serves. Every step is a real handler reacting to an event the template's rules routed.
+
+The changed world is a concept drift (`synthetic.CONCEPT_DRIFT`): other applicants, and a new rule
+behind the label, so the training world's model is wrong there, not only far from home. At the end
+every version of the line is scored on a labelled hold-out of the changed world that no version was
+trained on (`retraining_effect` of the report).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +33,7 @@ from typing import Any
 from closedloop.line import LineResources, load_line
 from closedloop_ops import synthetic
 from closedloop_ops.local.loop import LocalLoop
-from closedloop_ops.local.report import write_report
+from closedloop_ops.local.report import retraining_effect_line, write_report
 from closedloop_ops.stackref import StackRef, model_lines
 from closedloop_ops.text import shorten
 
@@ -38,6 +47,16 @@ DEMO_PARAMETERS = {
 }
 # The line whose traffic drifts (and so retrains); every other line sees traffic like its training data.
 DRIFTED_LINE = "loans"
+# Its changed world: the applicants move, and so does the rule that labels them.
+DRIFTED_WORLD = synthetic.CONCEPT_DRIFT
+# Seeds of the changed world's labelled data: the upload (trained on) and the hold-out (never uploaded).
+NEW_WORLD_LABELS_SEED = 404
+HOLDOUT_SEED = 505
+
+
+def version_of(model_package_arn: str) -> int:
+    """The version number a model package ARN ends in (`…:model-package/<group>/<version>`)."""
+    return int(model_package_arn.rsplit("/", 1)[-1])
 
 
 class DemoFailed(Exception):
@@ -59,6 +78,7 @@ class Scenario:
     requests: int = 40
     rows_per_request: int = 10
     seed: int = 7
+    holdout_rows: int = 2000
 
 
 @dataclass
@@ -77,6 +97,10 @@ class Demo:
     chaos_context: Any = None
     _last_drift_run: float = 0.0
     _execution_lines: dict[str, str | None] = field(default_factory=dict)
+    # what each line's traffic was scored by (label → model package ARN), and its drift monitor runs
+    served_by: dict[str, dict[str, str]] = field(default_factory=dict)
+    drift_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    retraining_effect: dict[str, Any] | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -163,31 +187,51 @@ class Demo:
 
     def upload(self) -> None:
         """Every line's files (CSV and JSON Lines, alternately) under its raw prefix, `raw/<line>/`."""
+        rows = self.scenario.rows_per_file * self.scenario.files
+        for offset, owned in enumerate(self.lines):
+            records = list(synthetic.DATASETS[owned.line].generate(rows, seed=self.scenario.seed + offset))
+            self.upload_files(owned, records, "files with PII")
+
+    def upload_new_world_labels(self) -> None:
+        """The labelled applications of the drifted line's changed world, uploaded as the first ones were:
+        as many files and rows, numbered after them, under the same raw prefix."""
+        owned = self.owned(DRIFTED_LINE)
+        rows = self.scenario.rows_per_file * self.scenario.files
+        records = list(
+            synthetic.DATASETS[DRIFTED_LINE].generate(rows, seed=NEW_WORLD_LABELS_SEED, drift=DRIFTED_WORLD, start=rows)
+        )
+        self.upload_files(owned, records, "labelled files of the drifted world", first_file=self.scenario.files)
+
+    def upload_files(self, owned: LineResources, records: list[dict[str, str]], what: str, first_file: int = 0) -> None:
+        """`records` in files of `rows_per_file` (CSV and JSON Lines, alternately) under `raw/<line>/<date>/`."""
         s3 = self.loop.client("s3")
         bucket = self.loop.output("DataBucketName")
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        for offset, owned in enumerate(self.lines):
-            dataset = synthetic.DATASETS[owned.line]
-            rows = self.scenario.rows_per_file * self.scenario.files
-            records = list(dataset.generate(rows, seed=self.scenario.seed + offset))
-            seeded = synthetic.pii_values(records, dataset.pii_columns)
-            self.seeded_pii |= seeded
-            self.seeded_pii_by_line[owned.line] = seeded
-            for index in range(self.scenario.files):
-                part = records[index * self.scenario.rows_per_file : (index + 1) * self.scenario.rows_per_file]
-                body = synthetic.to_csv(part, dataset.columns) if index % 2 == 0 else synthetic.to_jsonl(part)
-                suffix = "csv" if index % 2 == 0 else "jsonl"
-                key = f"{owned.raw_prefix}{stamp}/{dataset.file_stem}-{index:03d}.{suffix}"
-                s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-            self.note(
-                "upload",
-                f"{self.scenario.files} files with PII to {owned.raw_prefix}",
-                f"{len(records)} {dataset.file_stem}, {len(seeded)} PII values",
-                line=owned.line,
-            )
+        dataset = synthetic.DATASETS[owned.line]
+        seeded = synthetic.pii_values(records, dataset.pii_columns)
+        self.seeded_pii |= seeded
+        self.seeded_pii_by_line[owned.line] = self.seeded_pii_by_line.get(owned.line, set()) | seeded
+        per_file = self.scenario.rows_per_file
+        files = (len(records) + per_file - 1) // per_file
+        for index in range(first_file, first_file + files):
+            part = records[(index - first_file) * per_file : (index - first_file + 1) * per_file]
+            body = synthetic.to_csv(part, dataset.columns) if index % 2 == 0 else synthetic.to_jsonl(part)
+            suffix = "csv" if index % 2 == 0 else "jsonl"
+            key = f"{owned.raw_prefix}{stamp}/{dataset.file_stem}-{index:03d}.{suffix}"
+            s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+        self.note(
+            "upload",
+            f"{files} {what} to {owned.raw_prefix}",
+            f"{len(records)} {dataset.file_stem}, {len(seeded)} PII values",
+            line=owned.line,
+        )
 
-    def baseline(self, owned: LineResources) -> dict[str, Any]:
-        """The training baseline of the version the line's endpoint serves (its feature order)."""
+    def serving(self, owned: LineResources) -> str:
+        """The model package ARN of the version the line's endpoint serves.
+
+        Raises:
+            DemoFailed: the line's endpoint was never deployed.
+        """
         sm = self.loop.client("sagemaker")
         try:
             endpoint = sm.describe_endpoint(EndpointName=owned.endpoint_name)
@@ -197,25 +241,35 @@ class Demo:
             ) from None
         config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
-        package = sm.describe_model_package(ModelPackageName=tags["closedloop:model-package"])
+        return str(tags["closedloop:model-package"])
+
+    def baseline(self, package_arn: str) -> dict[str, Any]:
+        """The training baseline of a model version (its feature order and protected attribute)."""
+        package = self.loop.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
         uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         document: dict[str, Any] = json.loads(self.loop.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
         return document
 
+    @staticmethod
+    def request_rows(baseline: dict[str, Any], rows: list[dict[str, str]]) -> str:
+        """Rows as a model's `text/csv` request: its features in its order, then the protected attribute."""
+        columns = [*baseline["feature_order"], baseline["protected_attribute"]]
+        return "\n".join(",".join(row[c] for c in columns) for row in rows)
+
     def traffic(self, line: str, label: str, seed: int, drift: synthetic.Drift | None = None) -> None:
         """Score a batch of the line's records on its endpoint; `drift` (loans only) moves them away from training."""
         owned = self.owned(line)
         dataset = synthetic.DATASETS[line]
-        baseline = self.baseline(owned)
-        columns = [*baseline["feature_order"], baseline["protected_attribute"]]
+        package_arn = self.serving(owned)
+        self.served_by.setdefault(line, {})[label] = package_arn
+        baseline = self.baseline(package_arn)
         count = self.scenario.requests * self.scenario.rows_per_request
         rows = list(dataset.generate(count, seed=seed, **({"drift": drift} if drift is not None else {})))
         client = self.loop.client("sagemaker-runtime")
         positives = 0
         for start in range(0, len(rows), self.scenario.rows_per_request):
-            chunk = rows[start : start + self.scenario.rows_per_request]
-            body = "\n".join(",".join(row[c] for c in columns) for row in chunk)
+            body = self.request_rows(baseline, rows[start : start + self.scenario.rows_per_request])
             inference_id = f"demo-{line}-{label}-{uuid.uuid4().hex[:12]}"
             response = client.invoke_endpoint(
                 EndpointName=owned.endpoint_name,
@@ -246,6 +300,7 @@ class Demo:
         for owned in self.lines:  # each line's schedule runs the monitor on the line's endpoint
             invocation = self.loop.dispatcher.fire_schedule(schedules[owned.drift_schedule])
             result = invocation.result or {}
+            self.drift_runs.setdefault(owned.line, []).append(result)
             report = result.get("report") or {}
             bias = report.get("bias") or {}
             figures = (
@@ -298,7 +353,8 @@ class Demo:
 
     def story(self, *, manual: bool = False) -> None:
         """Upload → deploy every line → like traffic everywhere → drifted traffic at `DRIFTED_LINE` only → its
-        retraining and redeployment → traffic at its new version.
+        retraining and redeployment → the changed world's labelled data → its training and rollout → traffic
+        at the new version, measured → every version scored on a hold-out of the changed world.
 
         Raises:
             WaitingForApprover: manual mode, once the gate has left the first versions to an approver.
@@ -316,9 +372,99 @@ class Demo:
         self.drift_check()
         for line in steady:
             self.traffic(line, "baseline-like", seed=222)
-        self.traffic(DRIFTED_LINE, "drifted", seed=202, drift=synthetic.STRONG_DRIFT)
+        self.traffic(DRIFTED_LINE, "drifted", seed=202, drift=DRIFTED_WORLD)
+        # the alarms retrain on the last prepared run: labels of the changed world do not exist yet
         self.drift_check()
-        self.traffic(DRIFTED_LINE, "post-retraining", seed=303, drift=synthetic.STRONG_DRIFT)
+        # they arrive later, as any labelled data does: uploaded under raw/, prepared, trained on (routes 1, 2)
+        self.upload_new_world_labels()
+        self.settle()
+        for line in steady:
+            self.traffic(line, "baseline-like", seed=333)
+        self.traffic(DRIFTED_LINE, "post-retraining", seed=303, drift=DRIFTED_WORLD)
+        self.drift_check()
+        self.retraining_effect = self.measure_retraining_effect()
+
+    def measure_retraining_effect(self) -> dict[str, Any]:
+        """Every version of `DRIFTED_LINE` scored on a labelled hold-out of its changed world, drawn with a
+        seed nothing was trained on, through each version's own archive and inference code (AUC, and the
+        share it would approve); with the drift monitor's figures of the run after the rollout.
+
+        `old` is the version that served the drifted traffic, `new` the one serving after the rollout.
+
+        Raises:
+            DemoFailed: the drifted traffic or the traffic after the rollout was not scored.
+        """
+        served = self.served_by.get(DRIFTED_LINE, {})
+        if "drifted" not in served or "post-retraining" not in served:
+            raise DemoFailed(f"the line {DRIFTED_LINE} did not serve both the drifted and the later traffic")
+        spec = load_line(DRIFTED_LINE)
+        count = self.scenario.holdout_rows
+        uploaded = self.scenario.rows_per_file * self.scenario.files
+        holdout = list(  # numbered after both uploads
+            synthetic.DATASETS[DRIFTED_LINE].generate(count, seed=HOLDOUT_SEED, drift=DRIFTED_WORLD, start=2 * uploaded)
+        )
+        label = spec.label or ""
+        labels = [1 if row[label] == spec.favourable_label else 0 for row in holdout]
+        listed = self.loop.client("sagemaker").list_model_packages(
+            ModelPackageGroupName=self.owned(DRIFTED_LINE).model_package_group
+        )["ModelPackageSummaryList"]
+        versions = [
+            self.score_version(summary["ModelPackageArn"], holdout, labels)
+            for summary in sorted(listed, key=lambda p: int(p["ModelPackageVersion"]))
+        ]
+        by_version = {v["version"]: v for v in versions}
+        old, new = by_version[version_of(served["drifted"])], by_version[version_of(served["post-retraining"])]
+        after = self.drift_runs[DRIFTED_LINE][-1]
+        report = after.get("report") or {}
+        effect = {
+            "line": DRIFTED_LINE,
+            "metric": "auc",
+            "old_version": old["version"],
+            "old": old["auc"],
+            "new_version": new["version"],
+            "new": new["auc"],
+            "holdout_rows": count,
+            "holdout_favourable_rate": round(sum(labels) / count, 4),
+            "versions": versions,
+            "drift_after_rollout": {
+                "result": after.get("result"),
+                "model_version": version_of(after["model_package_arn"]) if after.get("model_package_arn") else None,
+                "records": after.get("records", 0),
+                "max_feature_psi": report.get("max_feature_psi"),
+                "max_psi_feature": report.get("max_psi_feature"),
+                "prediction_ks": report.get("prediction_ks"),
+                "positive_rate": report.get("positive_rate"),
+                "bias_drift": (report.get("bias") or {}).get("drift"),
+            },
+        }
+        self.note(
+            "evaluation",
+            f"{count} labelled {synthetic.DATASETS[DRIFTED_LINE].file_stem} of the drifted world, held out",
+            ", ".join(f"v{v['version']} AUC {v['auc']:.3f}" for v in versions),
+            line=DRIFTED_LINE,
+        )
+        return effect
+
+    def score_version(self, package_arn: str, rows: list[dict[str, str]], labels: list[int]) -> dict[str, Any]:
+        """One model version's AUC on labelled `rows` and the share it would grant, scored by its own archive
+        and inference code as its endpoint would (`LocalHosting.predict_with_version`: nothing captured);
+        with the trigger and prepared run it was trained on."""
+        from sklearn.metrics import roc_auc_score  # type: ignore[import-untyped]
+
+        from closedloop import lineage as keys
+
+        body = self.request_rows(self.baseline(package_arn), rows).encode()
+        answer = self.hosting.predict_with_version(package_arn, body, "text/csv", "text/csv")
+        scores = [float(value) for value in answer.decode().split()]
+        package = self.loop.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+        lineage = package.get("CustomerMetadataProperties", {})
+        return {
+            "version": version_of(package_arn),
+            "trigger": lineage.get(keys.TRIGGER),
+            "prep_run_id": lineage.get(keys.PREP_RUN_ID),
+            "auc": round(float(roc_auc_score(labels, scores)), 4),
+            "favourable_rate": round(sum(score >= 0.5 for score in scores) / len(rows), 4),
+        }
 
     # -- report -------------------------------------------------------------------------------
 
@@ -451,9 +597,20 @@ class Demo:
                 for owned in self.lines
             },
             "drifted_line": DRIFTED_LINE if DRIFTED_LINE in {owned.line for owned in self.lines} else None,
+            # preparation runs by the engine route 1 chose (DataPrepEngine)
+            "preparation_runs": dict(
+                sorted(
+                    Counter(
+                        str(d.details.get("engine"))
+                        for d in decisions
+                        if d.route == "data-arrival" and d.result == "started"
+                    ).items()
+                )
+            ),
             "events_in_dlq": in_dlq,
             "dead_letters": self.dead_letters() if in_dlq else [],
             "lineage": lineage,
+            **({"retraining_effect": self.retraining_effect} if self.retraining_effect else {}),
             "pipeline_executions": [
                 {
                     "arn": r.execution_arn,
@@ -482,6 +639,7 @@ def run_demo(
     chaos_seed: int | None = None,
     approval_mode: str = "auto",
     approvers: str | None = None,
+    prep_engine: str | None = None,
 ) -> dict[str, Any]:
     """Run the closed loop once; write the report under `out_dir`; return it.
 
@@ -493,6 +651,8 @@ def run_demo(
     from closedloop_ops.local.loop import approval_parameters
 
     parameters = {**DEMO_PARAMETERS, **approval_parameters(approval_mode, approvers)}
+    if prep_engine is not None:  # where preparation runs (the template's DataPrepEngine)
+        parameters["DataPrepEngine"] = prep_engine
     out_dir.mkdir(parents=True, exist_ok=True)
     with (
         LocalLoop.start(stack_name="closedloop-demo", parameters=parameters) as loop,
@@ -578,6 +738,7 @@ def summary(report: dict[str, Any]) -> str:
             f"← pipeline execution triggered by {execution.get('trigger')} ({execution.get('trigger_reason')}) "
             f"← prepared run {chain.get('prepared_data', {}).get('prep_run_id')} ← "
             f"{len(chain.get('raw_objects', []))} raw object versions",
+            *([retraining_effect_line(report["retraining_effect"])] if report.get("retraining_effect") else []),
         ]
     )
 

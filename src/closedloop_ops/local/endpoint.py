@@ -84,11 +84,9 @@ class LocalHosting:
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         variant = config.production_variants[0]
         model = backend._models[variant["ModelName"]]
-        loaded = self._load(model)
+        loaded = self._load(model.primary_container or (model.containers or [{}])[0])
         try:
-            data = loaded.module.input_fn(body.decode() if content_type.startswith(TEXT_TYPES) else body, content_type)
-            prediction = loaded.module.predict_fn(data, loaded.model)
-            output = loaded.module.output_fn(prediction, accept if accept != "*/*" else content_type)
+            out_bytes, out_type = self._predict(loaded, body, content_type, accept)
         except Exception as exc:
             return (
                 400,
@@ -96,10 +94,6 @@ class LocalHosting:
                 "application/json",
                 variant["VariantName"],
             )
-        out_body, out_type = (
-            output if isinstance(output, tuple) else (output, accept if accept != "*/*" else content_type)
-        )
-        out_bytes = out_body.encode() if isinstance(out_body, str) else bytes(out_body)
         self.invocations += 1
         capture = getattr(config, "data_capture_config", None) or {}
         if capture.get("EnableCapture") and self._random.uniform(0, 100) < float(
@@ -112,13 +106,34 @@ class LocalHosting:
                 body,
                 content_type,
                 out_bytes,
-                str(out_type),
+                out_type,
                 inference_id,
             )
-        return 200, out_bytes, str(out_type), variant["VariantName"]
+        return 200, out_bytes, out_type, variant["VariantName"]
 
-    def _load(self, model: Any) -> LoadedModel:
-        container = model.primary_container or (model.containers or [{}])[0]
+    def predict_with_version(self, model_package_arn: str, body: bytes, content_type: str, accept: str) -> bytes:
+        """Score a request with a registered model version as an endpoint serving it would — its archive,
+        its inference code — but with no endpoint and no data capture (an offline evaluation).
+
+        Raises:
+            KeyError: no such model version.
+            ValueError: the model's code refused the request.
+        """
+        loaded = self._load({"ModelPackageName": model_package_arn})
+        return self._predict(loaded, body, content_type, accept)[0]
+
+    @staticmethod
+    def _predict(loaded: LoadedModel, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """The serving container's calls: `input_fn` → `predict_fn` → `output_fn`; the response and its type."""
+        data = loaded.module.input_fn(body.decode() if content_type.startswith(TEXT_TYPES) else body, content_type)
+        prediction = loaded.module.predict_fn(data, loaded.model)
+        output = loaded.module.output_fn(prediction, accept if accept != "*/*" else content_type)
+        out_body, out_type = (
+            output if isinstance(output, tuple) else (output, accept if accept != "*/*" else content_type)
+        )
+        return (out_body.encode() if isinstance(out_body, str) else bytes(out_body)), str(out_type)
+
+    def _load(self, container: dict[str, Any]) -> LoadedModel:
         if container.get("ModelPackageName"):  # a model created from a registered version
             backend = self._sagemaker()
             arn = backend.model_package_name_mapping.get(container["ModelPackageName"], container["ModelPackageName"])

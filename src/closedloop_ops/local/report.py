@@ -442,6 +442,30 @@ def save(figure: Figure, svg: Path) -> Path:
     return svg
 
 
+def retraining_effect_line(effect: dict[str, Any]) -> str:
+    """The report's `retraining_effect` in one line: old and new version on the drifted hold-out, every
+    version's figure, and the drift monitor's figures after the rollout."""
+    metric = str(effect.get("metric", "auc"))
+    every = ", ".join(
+        f"v{v['version']} {v[metric]:.3f}" + (f" ({v['trigger']})" if v.get("trigger") else "")
+        for v in effect.get("versions", [])
+    )
+    after = effect.get("drift_after_rollout") or {}
+    psi, ks = after.get("max_feature_psi"), after.get("prediction_ks")
+    drift = (
+        f"max PSI {psi:.2f}, prediction KS {ks:.2f}"
+        if psi is not None and ks is not None
+        else str(after.get("result") or "not measured")
+    )
+    old = f"{effect['old']:.3f} (v{effect['old_version']}, served the drifted traffic)"
+    new = f"{effect['new']:.3f} (v{effect['new_version']}, live after the rollout)"
+    return (
+        f"retraining effect on {effect.get('line')} ({effect.get('holdout_rows')} labelled rows of the drifted "
+        f"world, held out): {metric.upper()} {old} → {new}; every version, by trigger: {every}; "
+        f"drift after the rollout: {drift}"
+    )
+
+
 def _wall(report: dict[str, Any]) -> str:
     return f"{float(report.get('wall_seconds') or 0):.1f} s"
 
@@ -461,6 +485,7 @@ def markdown(report: dict[str, Any], pictures: dict[str, str]) -> str:
             f"retrainings {facts.get('retrainings', 0)}"
             for line, facts in (report.get("model_lines") or {}).items()
         ),
+        *([f"- {retraining_effect_line(report['retraining_effect'])}"] if report.get("retraining_effect") else []),
         f"- events in dead-letter queues: {report.get('events_in_dlq', 0)}",
         f"- side effects without a decision: {report.get('side_effects_without_decision', 0)}",
     ]
