@@ -52,7 +52,7 @@ import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import boto3
 
@@ -701,8 +701,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Glue passes its own arguments (--JOB_ID, --scriptLocation…): ignore what is not ours.
     args, _ = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return run_job(lambda: run(args.manifest, boto3.client("s3"), boto3.client("secretsmanager"), engine=args.engine))
+
+
+def run_job(prepare_run: Callable[[], Dict[str, Any]]) -> int:
+    """A job's run, as every engine's entry point makes it: its outcome logged in counts, and an error
+    that may quote the data withheld."""
     try:
-        output = run(args.manifest, boto3.client("s3"), boto3.client("secretsmanager"), engine=args.engine)
+        output = prepare_run()
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in AWS_ERROR_MODULES:
             raise  # AWS's own words: they name resources and operations, never a data value
@@ -710,8 +716,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         # log, its failure reason and the ledger entry made from it get the type and the line only.
         raise SystemExit(withheld(exc)) from None
     log.info(
-        "prepared run %s: %d rows from %d files, %d quarantined",
+        "prepared run %s (%s): %d rows from %d files, %d quarantined",
         output["run_id"],
+        output["engine"],
         output["output"]["rows"],
         output["prepared_files"],
         output["quarantined_files"],

@@ -201,20 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     spark = spark_session()
     ship_beside_me(spark)
-    try:
-        output = run(args.manifest, spark, boto3.client("s3"), boto3.client("secretsmanager"))
-    except Exception as exc:
-        if type(exc).__module__.split(".")[0] in prepare.AWS_ERROR_MODULES:
-            raise
-        raise SystemExit(prepare.withheld(exc)) from None
-    log.info(
-        "prepared run %s on Spark: %d rows from %d files, %d quarantined",
-        output["run_id"],
-        output["output"]["rows"],
-        output["prepared_files"],
-        output["quarantined_files"],
-    )
-    return 0
+    code: int = prepare.run_job(lambda: run(args.manifest, spark, boto3.client("s3"), boto3.client("secretsmanager")))
+    return code
 
 
 if __name__ == "__main__":
