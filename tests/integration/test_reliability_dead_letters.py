@@ -69,7 +69,7 @@ def test_a_schedule_whose_function_keeps_failing_is_in_the_schedule_dlq_and_redr
 
     # Given a drift run that fails on every attempt Scheduler makes
     with monkeypatch.context() as patch:
-        patch.setattr(DriftMonitor, "run", broken)
+        patch.setattr(DriftMonitor, "handle", broken)
         invocation = loop.dispatcher.fire_schedule(loop.stack.schedules[0], at=datetime(2026, 11, 27, 10, tzinfo=UTC))
     assert invocation.error is not None
     # Then it is in the schedule's DLQ, and the tooling says which target failed and why

@@ -37,6 +37,7 @@ def pages(world: Demo) -> list[str]:
         "/",
         "/versions/loans/1",
         "/versions/loans/2",
+        "/versions/loans/3",
         "/versions/churn/1",
         "/lineage",
         "/lineage?model_version=1",
@@ -111,10 +112,11 @@ def test_the_churn_line_has_its_own_drift_page(client: Any) -> None:
 
 
 def test_the_evidence_of_a_live_version_and_its_refusals(world: Demo, client: Any) -> None:
-    # When the console (as the local identity, in auto mode) looks at the live version 2
-    text = client.get("/versions/loans/2").get_data(as_text=True)
+    # When the console (as the local identity, in auto mode) looks at the live version 3 (trained on
+    # the new world's labels)
+    text = client.get("/versions/loans/3").get_data(as_text=True)
     # Then it warns as `closedloop reject` warns: rejecting the live version rolls back
-    assert "warning: version 2 is live: rejecting it rolls the endpoint back" in text
+    assert "warning: version 3 is live: rejecting it rolls the endpoint back" in text
     # When it tries to approve the already approved version 1 with a reason
     refused = client.post(
         "/versions/loans/1/approve", data={"reason": "again", "csrf_token": client.application.config["CSRF_TOKEN"]}
@@ -148,8 +150,8 @@ def test_requests_from_elsewhere_are_refused(client: Any) -> None:
 def test_the_page_lists_what_is_behind_a_version(world: Demo, client: Any, tmp_path: Path) -> None:
     # When the lineage of the last prediction is asked for
     text = client.get(f"/lineage?inference_id={world.inference_ids[-1]}").get_data(as_text=True)
-    # Then the graph starts at the inference and reaches version 2, its approval, the raw objects and the code
+    # Then the graph starts at the inference and reaches version 3, its approval, the raw objects and the code
     ids = [part.split('"', 1)[0] for part in text.split('id="node-')[1:]]
     assert ids[:3] == ["inference", "config", "model"]
     assert {"approval", "execution", "prepared", "code"} <= set(ids)
-    assert "model version closedloop-loans/2" in text
+    assert "model version closedloop-loans/3" in text
