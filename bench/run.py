@@ -25,8 +25,9 @@ Figures (target in brackets):
   start_data_prep as the queue batches them, then 20 ALARM events per line, every line concurrently,
   through start_retraining [1 preparation run and 1 pipeline execution per line]
 * prep_rows_per_s[single | spark-local[1] | spark-local[2]] — one run of 1,000,000 rows of the loans
-  line's shape in 20 files, prepared by the single-node script and by the Spark job on local pyspark
-  with 1 and 2 cores (bench/spark_prep.py); spark_scaling is the 2-core over 1-core ratio
+  line's shape in 20 files (and `@10M`: 10,000,000 rows in 40 files), prepared by the single-node
+  script and by the Spark job on local pyspark with 1 and 2 cores (bench/spark_prep.py);
+  spark_scaling is the 2-core over 1-core ratio
 * demo_wall_s — the whole local loop [≤ 60 s]
 """
 
@@ -549,29 +550,31 @@ def lines_isolation(lines: int, uploads: int, alarms_per_line: int) -> Figure:
 def spark_preparation(smoke: bool) -> list[Figure]:
     import spark_prep
 
-    rows, files = (4_000, 2) if smoke else (1_000_000, 20)
-    result = spark_prep.measure(rows=rows, files=files)
-    anchor = f"one run of {rows:,} rows ({result['input_mb']} MB) in {files} files, loans shape, moto on loopback"
-    figures = [
-        Figure(
-            name=f"prep_rows_per_s[{engine}]",
-            value=measured["rows_per_s"],
-            target="reported (Spark: the per-core rate and its scaling transfer to Glue)",
-            anchor=anchor,
-            met=None,
-            detail={"seconds": measured["seconds"], "rows": measured["rows"]},
+    figures = []
+    for rows, files in [(4_000, 2)] if smoke else [(1_000_000, 20), (10_000_000, 40)]:
+        result = spark_prep.measure(rows=rows, files=files)
+        size = "" if smoke or rows == 1_000_000 else f"@{rows // 1_000_000}M"
+        anchor = f"one run of {rows:,} rows ({result['input_mb']} MB) in {files} files, loans shape, moto on loopback"
+        figures += [
+            Figure(
+                name=f"prep_rows_per_s[{engine}{size}]",
+                value=measured["rows_per_s"],
+                target="reported (Spark: the per-core rate and its scaling transfer to Glue)",
+                anchor=anchor,
+                met=None,
+                detail={"seconds": measured["seconds"], "rows": measured["rows"]},
+            )
+            for engine, measured in result["engines"].items()
+        ]
+        figures.append(
+            Figure(
+                name=f"spark_scaling{size}",
+                value=result["spark_scaling_2_over_1"],
+                target="reported: local[2] over local[1] rows/s (2.0 is linear)",
+                anchor=f"{anchor}; {result['cores']} cores on this machine",
+                met=None,
+            )
         )
-        for engine, measured in result["engines"].items()
-    ]
-    figures.append(
-        Figure(
-            name="spark_scaling",
-            value=result["spark_scaling_2_over_1"],
-            target="reported: local[2] over local[1] rows/s (2.0 is linear)",
-            anchor=f"{anchor}; {result['cores']} cores on this machine",
-            met=None,
-        )
-    )
     return figures
 
 
@@ -701,9 +704,11 @@ GLUE_G1X_CORES = 4  # a G.1X worker: 4 vCPU, 16 GB, 1 DPU; one executor with one
 
 def _spark_paragraph(figures: list[Figure]) -> str:
     """The Spark engine's measured per-core rate, projected onto Glue workers, with the assumptions said."""
-    rates = {f.name: f for f in figures if f.name.startswith("prep_rows_per_s[")}
-    one, single = rates.get("prep_rows_per_s[spark-local[1]]"), rates.get("prep_rows_per_s[single]")
-    scaling = next((f.value for f in figures if f.name == "spark_scaling"), None)
+    named = {f.name: f for f in figures}
+    # the largest run measured: 10 M rows in a full run, else 1 M
+    size = "@10M" if "prep_rows_per_s[spark-local[1]@10M]" in named else ""
+    one, single = named.get(f"prep_rows_per_s[spark-local[1]{size}]"), named.get(f"prep_rows_per_s[single{size}]")
+    scaling = named[f"spark_scaling{size}"].value if f"spark_scaling{size}" in named else None
     if one is None or single is None or not scaling:
         return ""
     match = re.search(r"of ([\d,]+) rows \(([\d.]+) MB\)", one.anchor)
