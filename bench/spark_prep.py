@@ -97,8 +97,7 @@ def measure(rows: int = 1_000_000, files: int = 20, engines: tuple[str, ...] | N
     os.environ.update(env)
     try:
         stack = provision(env)
-        sys.path.insert(0, str(ROOT / "tests" / "integration"))
-        from test_prepare_script import upload, write_manifest
+        from integration.test_prepare_script import upload, write_manifest
 
         per_file = -(-rows // files)
         objects = []

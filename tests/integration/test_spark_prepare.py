@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ import boto3
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from integration.test_prepare_script import upload, write_manifest
 
 from closedloop import aws
 from closedloop.prep import prepare
@@ -28,9 +28,6 @@ from closedloop_ops import synthetic
 from support.stack import REGION, Stack, provision, stack_env
 
 pytestmark = pytest.mark.slow
-
-sys.path.insert(0, "tests/integration")  # its upload and manifest helpers
-from test_prepare_script import upload, write_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
