@@ -158,10 +158,10 @@ def _size_mb(path: Path) -> float:
 
 
 def burst_coalescing(uploads: int) -> Figure:
+    from lines_isolation import declared_lines
     from moto import mock_aws
 
     from closedloop import aws
-    from closedloop.dataprep import policy as policy_module
     from closedloop.settings import load_settings
     from closedloop_ops import moto_ext
     from support.events import object_created, sqs_batch
@@ -169,36 +169,25 @@ def burst_coalescing(uploads: int) -> Figure:
     from support.stack import provision, stack_env
 
     moto_ext.install()
-    env = stack_env()
-    os.environ.update(env)
-    loans = policy_module.load_policy("loans")
     datasets = ("loans", "cards", "churn")
-    real = policy_module.load_policy
+    env = {**stack_env(), "MODEL_LINES": ",".join(datasets)}
+    os.environ.update(env)
+    # `cards` is declared for the run only, shaped like the shipped loans line.
+    with declared_lines(("cards",)), mock_aws():
+        aws.reset_clients()
+        load_settings.cache_clear()
+        stack = provision(env)
+        handler = load_handler("start_data_prep")
+        events = [
+            object_created(stack.data_bucket, f"raw/{datasets[i % 3]}/burst/f-{i:05d}.csv", version_id=f"v{i}")
+            for i in range(uploads)
+        ]
+        started = time.perf_counter()
+        response = handler.lambda_handler(sqs_batch(events), FakeLambdaContext())
+        seconds = time.perf_counter() - started
+        import boto3
 
-    def declared(name: str) -> Any:
-        return loans.model_copy(update={"dataset": name}) if name in datasets else real(name)
-
-    from closedloop.dataprep import arrival, service
-
-    arrival.load_policy, service.load_policy = declared, declared  # type: ignore[assignment]
-    try:
-        with mock_aws():
-            aws.reset_clients()
-            load_settings.cache_clear()
-            stack = provision(env)
-            handler = load_handler("start_data_prep")
-            events = [
-                object_created(stack.data_bucket, f"raw/{datasets[i % 3]}/burst/f-{i:05d}.csv", version_id=f"v{i}")
-                for i in range(uploads)
-            ]
-            started = time.perf_counter()
-            response = handler.lambda_handler(sqs_batch(events), FakeLambdaContext())
-            seconds = time.perf_counter() - started
-            import boto3
-
-            jobs = boto3.client("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
-    finally:
-        arrival.load_policy, service.load_policy = real, real  # type: ignore[assignment]
+        jobs = boto3.client("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
     return Figure(
         name="burst_coalescing",
         value=len(jobs),
