@@ -583,6 +583,9 @@ def pii_detection(smoke: bool) -> list[Figure]:
         detail: dict[str, Any] = {"by_locale": by_locale, "own_kind_worst": min(result["own_kind"][entity].values())}
         if entity == "phone":
             detail["not_valid_numbers_caught"] = result["phone_not_valid_caught"]
+            without = result["without_unix_times"]
+            detail["worst_when_text_holds_no_unix_times"] = min(without["phone_recall"].values())
+            detail["false_positive_rate_then"] = without["false_positive_rate"]
         figures.append(
             Figure(
                 name=f"pii_recall[{entity}]",

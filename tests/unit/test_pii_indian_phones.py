@@ -98,3 +98,18 @@ def test_a_thing_label_still_wins_over_the_landline_rule() -> None:
     number = _fill(LANDLINE_SHAPES[0], "order")
     # Then it is the order's number, not a phone
     assert detectors.detect_pii(f"order no. {number}", ["IN"]) == []
+
+
+def test_a_dataset_whose_text_holds_no_unix_times_reads_ten_digits_from_1_as_a_phone() -> None:
+    # Given Delhi-shaped and northern landlines written bare, with no phone keyword before them
+    numbers = [_fill("112#######", "delhi"), _fill("172#######", "north"), *_unix_time_landlines(20)]
+    strict = detectors.detector(unix_times_in_text=False)
+    # Then a dataset that declares its text holds no Unix times finds each, alone or in a sentence
+    missed = [n for n in numbers if strict.detect(n) != ["phone"] or strict.detect(f"Ring {n} today.") != ["phone"]]
+    assert len(missed) == 0
+    # While the default reading (Unix times possible) still finds none of them, and the two are
+    # separate detectors: declaring one dataset does not change another's reading
+    assert [n for n in numbers if detectors.detector().detect(n)] == []
+    assert detectors.detector() is not strict
+    # And only India's plan makes them phones: a dataset of the US alone still finds nothing
+    assert [n for n in numbers if detectors.detector(["US"], unix_times_in_text=False).detect(n)] == []

@@ -170,3 +170,19 @@ def test_a_policy_with_an_unknown_pii_action_or_region_is_refused() -> None:
     with pytest.raises(ValidationError, match="label and categorical"):
         ColumnPolicy.model_validate({"type": "numeric", "classes": ["a"]})
     assert DatasetPolicy.model_validate({**document, "regions": ["DE", "FR"]}).regions == ("DE", "FR")
+
+
+def test_a_policy_without_unix_times_in_text_finds_a_bare_delhi_landline() -> None:
+    # Given a loans file whose notes hold a landline written as ten bare digits from 1, no keyword
+    rows = records()
+    rows[4]["notes"] = "branch desk 1123456789 after six"
+    assert prepare.detect_pii("1123456789") == []  # the default reading: it may be a Unix time
+    # When the dataset declares that its text holds no Unix times (and quarantines rows)
+    document = policy(undeclared_pii="quarantine_rows", unix_times_in_text=False)
+    report, out, _ = run_stream(rows, document)
+    # Then the row is withheld as holding a phone, and the report says so in counts only
+    assert report["undeclared"] == {"notes": {"phone": 1}}
+    assert report["rows"] == 19 and "1123456789" not in out
+    # And the run's lineage records the reading the dataset chose
+    assert prepare._pii_handling(document)["unix_times_in_text"] is False
+    assert prepare._pii_handling(policy())["unix_times_in_text"] is True

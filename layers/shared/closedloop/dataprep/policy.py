@@ -74,6 +74,13 @@ class DatasetPolicy(Model):
         min_length=1,
         description="ISO 3166 codes whose phone numbers and national identifiers are looked for; none: the default ten",
     )
+    unix_times_in_text: bool = Field(
+        default=True,
+        description=(
+            "false: the dataset's text holds no Unix times in seconds, so ten bare digits from 1 are read "
+            "as a phone number (an Indian landline) without a phone keyword before them"
+        ),
+    )
     undeclared_pii: UndeclaredPiiAction = "quarantine_file"
     columns: dict[str, ColumnPolicy] = Field(min_length=1)
 

@@ -328,8 +328,10 @@ def _digits(text: str) -> str:
 class Detector:
     """The detectors of one dataset: its phone regions and the national identifiers they imply."""
 
-    def __init__(self, regions: Iterable[str] | None = None) -> None:
+    def __init__(self, regions: Iterable[str] | None = None, unix_times_in_text: bool = True) -> None:
         wanted = tuple(regions) if regions is not None else DEFAULT_REGIONS
+        # False: the dataset's text holds no Unix times, so ten bare digits from 1 may be a phone
+        self.unix_times_in_text = unix_times_in_text
         self.regions: tuple[str, ...] = tuple(r.upper() for r in wanted)
         unknown = [r for r in self.regions if r not in phonenumbers.SUPPORTED_REGIONS]
         if unknown:
@@ -555,8 +557,13 @@ class Detector:
             labelled = bool(THING_LABEL.search(before)) and not PERSON_LABEL.search(before)
             if labelled and international:
                 continue
-            # ten bare digits from 1 are also a Unix time in seconds: a phone only after a phone keyword
-            phone_label = digits[0] == "1" and len(digits) == 10 and bool(PHONE_LABEL.search(before))
+            # ten bare digits from 1 are also a Unix time in seconds: a phone only after a phone keyword,
+            # or in a dataset that declares its text holds no Unix times
+            phone_label = (
+                digits[0] == "1"
+                and len(digits) == 10
+                and (not self.unix_times_in_text or bool(PHONE_LABEL.search(before)))
+            )
             if (
                 self._is_international(number, digits)
                 if international
@@ -679,15 +686,20 @@ def _span_of(candidate: str, compact_length: int) -> int:
     return len(candidate)
 
 
-_DETECTORS: dict[tuple[str, ...], Detector] = {}
+_DETECTORS: dict[tuple[tuple[str, ...], bool], Detector] = {}
 
 
-def detector(regions: Sequence[str] | None = None) -> Detector:
-    """The (cached) detector of a set of regions; `None` means `DEFAULT_REGIONS`."""
+def detector(regions: Sequence[str] | None = None, unix_times_in_text: bool = True) -> Detector:
+    """The (cached) detector of a set of regions; `None` means `DEFAULT_REGIONS`.
+
+    `unix_times_in_text=False`: the dataset declares that its text holds no Unix times in seconds,
+    so ten bare digits from 1 are read as a phone number where a region's plan allows (an Indian
+    landline) without a phone keyword before them.
+    """
     key = tuple(regions) if regions is not None else DEFAULT_REGIONS
-    found = _DETECTORS.get(key)
+    found = _DETECTORS.get((key, unix_times_in_text))
     if found is None:
-        found = _DETECTORS[key] = Detector(key)
+        found = _DETECTORS[(key, unix_times_in_text)] = Detector(key, unix_times_in_text)
     return found
 
 

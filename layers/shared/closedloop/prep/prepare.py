@@ -70,7 +70,7 @@ UNREDACTABLE_TYPES = ("numeric", "label")
 
 
 _MODULES: Dict[str, Any] = {}
-_DETECTORS: Dict[Optional[Tuple[str, ...]], Any] = {}
+_DETECTORS: Dict[Tuple[Optional[Tuple[str, ...]], bool], Any] = {}
 
 
 def _detectors() -> Any:
@@ -85,12 +85,12 @@ def _detectors() -> Any:
     return module
 
 
-def _detector(regions: Optional[Sequence[str]]) -> Any:
+def _detector(regions: Optional[Sequence[str]], unix_times_in_text: bool = True) -> Any:
     """The detector of a dataset's regions (`None`: the detectors' defaults), built once."""
-    key = tuple(regions) if regions is not None else None
+    key = (tuple(regions) if regions is not None else None, unix_times_in_text)
     found = _DETECTORS.get(key)
     if found is None:
-        found = _DETECTORS[key] = _detectors().detector(regions)
+        found = _DETECTORS[key] = _detectors().detector(regions, unix_times_in_text)
     return found
 
 
@@ -291,6 +291,7 @@ def prepare_stream(
     columns = policy["columns"]
     names = list(columns)
     regions = policy.get("regions")
+    detector = _detector(regions, policy.get("unix_times_in_text", True))
     action_on_pii = policy.get("undeclared_pii") or "quarantine_file"
     if action_on_pii not in UNDECLARED_PII_ACTIONS:
         raise ValueError("the dataset policy's undeclared_pii is not one of " + ", ".join(UNDECLARED_PII_ACTIONS))
@@ -309,9 +310,9 @@ def prepare_stream(
         scanner = None
         if spec.get("scan", True):
             scanner = (
-                detect_pii
+                detector.detect
                 if column_type in SCANNED_TYPES
-                else (detect_pii_in_number if column_type == "numeric" else None)
+                else (detector.detect_number if column_type == "numeric" else None)
             )
         plan.append((name, spec.get("action", "keep"), column_type, scanner, spec))
     validated = [
@@ -348,7 +349,7 @@ def prepare_stream(
                     output.append(mask(value))
                     continue
                 if scanner is not None and value:
-                    kinds = scanner(value, regions)
+                    kinds = scanner(value)
                     if kinds:
                         counts = undeclared.setdefault(name, {})
                         for kind in kinds:
@@ -366,7 +367,7 @@ def prepare_stream(
                     handled["quarantined_rows"] += 1
                     continue
                 for position, _, _ in hits:
-                    output[position] = _detector(regions).redact(output[position])[0]
+                    output[position] = detector.redact(output[position])[0]
                     handled["redacted_values"] += 1
             for name, spec in validated:
                 problem = _value_problem(row[name], spec)
@@ -534,7 +535,7 @@ def finish_run(
         "policy": {"dataset": policy["dataset"], "version": policy["version"], "sha256": manifest["policy_sha256"]},
         "code": {"script": "prepare.py", "sha256": script_sha256(), "detectors": handling["detectors"]},
         "pii": {
-            **{k: handling[k] for k in ("undeclared_pii", "regions")},
+            **{k: handling[k] for k in ("undeclared_pii", "regions", "unix_times_in_text")},
             "undeclared_pii_files": pii_report["undeclared_pii_files"],
             "clean": pii_report["clean"],
             "quarantined_rows": sum(f.get("undeclared_pii", {}).get("quarantined_rows", 0) for f in files_report),
@@ -599,14 +600,16 @@ def _pii_handling(policy: Dict[str, Any]) -> Dict[str, Any]:
     """What the run does about undeclared PII, where it looks, and with which detector versions."""
     detectors = _detectors()
     regions = policy.get("regions")
+    unix_times_in_text = policy.get("unix_times_in_text", True)
     try:
-        detector = detectors.detector(regions)
+        detector = detectors.detector(regions, unix_times_in_text)
     except ValueError:  # the policy is ours to quote: region codes, not data
         raise SystemExit("the dataset policy names a region libphonenumber does not know") from None
     return {
         "undeclared_pii": policy.get("undeclared_pii") or "quarantine_file",
         "regions": list(detector.regions),
         "regions_declared": regions is not None,
+        "unix_times_in_text": unix_times_in_text,
         "detectors": {"sha256": _file_sha256(detectors.__file__), **detectors.library_versions()},
     }
 
