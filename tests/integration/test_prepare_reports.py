@@ -17,7 +17,7 @@ import boto3
 import pytest
 from integration.test_prepare_script import read, upload, write_manifest
 
-from closedloop.prep import prepare
+from closedloop.prep import detectors, prepare
 from closedloop_ops import synthetic
 from support.leaks import document_texts, leaks
 from support.stack import Stack
@@ -117,12 +117,12 @@ def test_an_unexpected_error_in_the_script_is_told_without_its_message(
     obj = upload(stack, "raw/loans/a.csv", synthetic.to_csv(records).encode())
     manifest_uri, _ = write_manifest(stack, [obj])
 
-    def failing_detector(text: str, regions: object = None) -> list[str]:
+    def failing_detect(self: object, text: str) -> list[str]:
         if text.startswith("call me"):
             raise ValueError(f"cannot classify {text!r}")
         return []
 
-    monkeypatch.setattr(prepare, "detect_pii", failing_detector)
+    monkeypatch.setattr(detectors.Detector, "detect", failing_detect)
     caplog.set_level(logging.DEBUG, logger="closedloop")
     # When the script runs as the jobs run it
     with pytest.raises(SystemExit) as exited:

@@ -76,6 +76,7 @@ def test_quarantine_rows_is_reported_and_recorded_in_the_ledger(stack: Stack) ->
     assert manifest["pii"] == {
         "undeclared_pii": "quarantine_rows",
         "regions": list(detectors.DEFAULT_REGIONS),
+        "unix_times_in_text": True,
         "undeclared_pii_files": 1,
         "clean": False,
         "quarantined_rows": 2,
