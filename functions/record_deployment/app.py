@@ -17,15 +17,17 @@ from closedloop.line import PerLine
 from closedloop.notify import Notifier
 from closedloop.observability import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
 from closedloop.settings import load_settings
+from closedloop.stages import StageEvents
 
 settings = load_settings()
 ledger = Ledger(settings.ledger_table, aws.dynamodb())
 notifier = Notifier(settings.notification_topic_arn, aws.sns())
 sagemaker = aws.sagemaker()  # this function's client, taken at cold start
+stage_events = StageEvents(aws.events())
 recorders = PerLine(
     settings,
     lambda line_settings: DeploymentRecorder(
-        settings=line_settings, sagemaker=sagemaker, ledger=ledger, notifier=notifier
+        settings=line_settings, sagemaker=sagemaker, ledger=ledger, notifier=notifier, stage_events=stage_events
     ),
 )
 

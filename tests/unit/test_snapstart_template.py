@@ -29,6 +29,7 @@ FUNCTIONS = {
     "RecordDeploymentFunction",
     "StartRetrainingFunction",
     "DriftMonitorFunction",
+    "PromoteModelFunction",
 }
 
 
@@ -100,7 +101,7 @@ def test_every_function_publishes_a_version_behind_live_and_snapshots_it_only_wh
 def test_every_event_source_invokes_the_function_when_off_and_its_alias_when_on(snapstart: str) -> None:
     # Given every way the stack invokes a function
     found = invokers()
-    assert len([k for k in found if k.endswith("Permission")]) == 6  # one per rule that targets a function
+    assert len([k for k in found if k.endswith("Permission")]) == 7  # one per rule that targets a function
     assert len([k for k in found if "EventSourceMapping" in template().resources.get(k, {}).get("Type", "")]) == 2
     # When the template is resolved with the option off or on
     for where, value in found.items():
@@ -118,7 +119,7 @@ def test_asynchronous_retries_and_on_failure_destinations_apply_to_what_is_invok
     snapstart: str, qualifier: str
 ) -> None:
     configs = {k: v for k, v in template().resources.items() if v["Type"] == "AWS::Lambda::EventInvokeConfig"}
-    assert len(configs) == 5
+    assert len(configs) == 6
     for logical_id, config in configs.items():
         assert resolver(snapstart).resolve(config["Properties"]["Qualifier"]) == qualifier, logical_id
         assert config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {

@@ -22,6 +22,7 @@ from closedloop.errors import AwsServiceError, ClosedloopError, ResourceLimitErr
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
@@ -114,6 +115,10 @@ def sqs() -> SQSClient:
 
 def cloudwatch() -> CloudWatchClient:
     return _client("cloudwatch")  # type: ignore[no-any-return]
+
+
+def events() -> EventBridgeClient:
+    return _client("events")  # type: ignore[no-any-return]
 
 
 def secretsmanager() -> SecretsManagerClient:

@@ -24,6 +24,11 @@ MODEL_PACKAGE: Final = "closedloop:model-package"
 MODEL_VERSION: Final = "closedloop:model-version"
 APPROVAL: Final = "closedloop:approval"
 DEPLOYMENT_OUTCOME: Final = "closedloop:deployment-outcome"
+# a stage's copy of a version built in another account (docs/multi-account.md): the version it was
+# promoted from (in the account that trained it), that account, and the stage it came from
+SOURCE_PACKAGE: Final = "closedloop:source-package"
+SOURCE_ACCOUNT: Final = "closedloop:source-account"
+PROMOTED_FROM: Final = "closedloop:promoted-from"
 
 # training pipeline parameter names (pipelines/ defines them; routes 2 and 6 set them)
 PARAM_INPUT_DATA: Final = "InputDataUri"

@@ -121,6 +121,21 @@ DRIFT_MONITOR = Route(
     samples=("drift_monitor_schedule.json",),
 )
 
+STAGE_CHANGE = Route(
+    number=8,
+    name="stage-change",
+    function="promote_model",
+    logical_id="PromoteModelFunction",
+    trigger="closedloop / Model Version Stage Change, from the stage before (a live version) or a later stage",
+    via="EventBridge rule (cross-account, the bus policy names the accounts)",
+    event_model="closedloop.events.stage.StageChangeEvent",
+    service="closedloop.promotion.service.StageChanges.handle",
+    line_from="the event's `line`",
+    does="promote a version live in the stage before into this stage (policy or an approver releases it); "
+    "in the account that trained it, record what every stage made of it",
+    samples=("stage_change_live.json",),
+)
+
 ROUTES: tuple[Route, ...] = (
     DATA_ARRIVAL,
     DATA_PREPARED,
@@ -129,6 +144,7 @@ ROUTES: tuple[Route, ...] = (
     DEPLOYMENT_OUTCOME,
     ALARM,
     DRIFT_MONITOR,
+    STAGE_CHANGE,
 )
 
 

@@ -120,6 +120,15 @@ class Settings(BaseModel):
     max_execution_timeout_s: int = Field(default=3600, alias="MAX_EXECUTION_TIMEOUT_SECONDS", ge=600, le=28800)
     rollback_alarm_names: CsvList = Field(default=(), alias="ROLLBACK_ALARM_NAMES")
 
+    # stages across accounts (docs/multi-account.md): this stack's stage; in a stack that serves a
+    # stage of another account's versions, that account (BUILD_ACCOUNT_ID) and the account whose live
+    # versions it promotes (PROMOTE_FROM_ACCOUNT_ID); in the stack that trains, the accounts of its
+    # stages, whose reports it records (STAGE_ACCOUNT_IDS)
+    stage: str = Field(default="dev", alias="STAGE", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    build_account_id: str = Field(default="", alias="BUILD_ACCOUNT_ID", pattern=r"^(\d{12})?$")
+    promote_from_account_id: str = Field(default="", alias="PROMOTE_FROM_ACCOUNT_ID", pattern=r"^(\d{12})?$")
+    stage_account_ids: CsvList = Field(default=(), alias="STAGE_ACCOUNT_IDS")
+
     # routes 6 and 7: drift and retraining
     alarm_prefix: str = Field(default="closedloop-", alias="ALARM_PREFIX", min_length=1)
     extra_alarm_names: CsvList = Field(default=(), alias="EXTRA_ALARM_NAMES")
@@ -134,6 +143,19 @@ class Settings(BaseModel):
     drift_psi_threshold: float = Field(default=0.2, alias="DRIFT_PSI_THRESHOLD", gt=0)
     drift_ks_threshold: float = Field(default=0.15, alias="DRIFT_KS_THRESHOLD", gt=0, le=1)
     bias_drift_threshold: float = Field(default=0.1, alias="BIAS_DRIFT_THRESHOLD", gt=0, le=1)
+
+    @property
+    def trains(self) -> bool:
+        """Does this stack train and approve its versions (no other account builds them)?"""
+        return not self.build_account_id or self.build_account_id == self.account_id
+
+    @field_validator("stage_account_ids")
+    @classmethod
+    def _are_account_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for account in value:
+            if not re.fullmatch(r"\d{12}", account):
+                raise ValueError("STAGE_ACCOUNT_IDS must be 12-digit AWS account ids, comma-separated")
+        return value
 
     @field_validator("raw_prefix", "prepared_prefix", "manifests_prefix")
     @classmethod

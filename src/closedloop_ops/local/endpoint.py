@@ -55,29 +55,33 @@ class LocalHosting:
 
     # -- moto backends (called from inside a moto request: no HTTP round trips) ------------------
 
-    def _sagemaker(self) -> Any:
+    def _sagemaker(self, account: str = ACCOUNT) -> Any:
         from moto.sagemaker.models import sagemaker_backends
 
-        return sagemaker_backends[ACCOUNT][self.region]
+        return sagemaker_backends[account][self.region]
 
     def _s3_get(self, uri: str) -> bytes:
+        """An object of any account's bucket (bucket names are global; a stage's endpoint reads the
+        build account's model archives, which its bucket policy allows)."""
         from moto.s3.models import s3_backends
 
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        return bytes(s3_backends[ACCOUNT]["aws"].get_object(bucket, key).value)
+        owner = s3_backends.bucket_accounts.get(bucket, ACCOUNT)
+        return bytes(s3_backends[owner]["aws"].get_object(bucket, key).value)
 
     def _s3_put(self, uri: str, body: bytes) -> None:
         from moto.s3.models import s3_backends
 
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        s3_backends[ACCOUNT]["aws"].put_object(bucket, key, body)
+        owner = s3_backends.bucket_accounts.get(bucket, ACCOUNT)
+        s3_backends[owner]["aws"].put_object(bucket, key, body)
 
     # -- serving --------------------------------------------------------------------------------
 
     def __call__(
-        self, endpoint_name: str, body: bytes, content_type: str, accept: str, inference_id: str | None
+        self, account: str, endpoint_name: str, body: bytes, content_type: str, accept: str, inference_id: str | None
     ) -> tuple[int, bytes, str, str]:
-        backend = self._sagemaker()
+        backend = self._sagemaker(account)
         endpoint = backend.endpoints.get(endpoint_name)
         if endpoint is None:
             return 400, json.dumps({"message": f"Endpoint {endpoint_name} not found."}).encode(), "application/json", ""
@@ -134,9 +138,10 @@ class LocalHosting:
         return (out_body.encode() if isinstance(out_body, str) else bytes(out_body)), str(out_type)
 
     def _load(self, container: dict[str, Any]) -> LoadedModel:
-        if container.get("ModelPackageName"):  # a model created from a registered version
-            backend = self._sagemaker()
-            arn = backend.model_package_name_mapping.get(container["ModelPackageName"], container["ModelPackageName"])
+        if container.get("ModelPackageName"):  # a model created from a registered version (of its ARN's account)
+            name = container["ModelPackageName"]
+            backend = self._sagemaker(name.split(":")[4] if name.startswith("arn:") else ACCOUNT)
+            arn = backend.model_package_name_mapping.get(name, name)
             package = backend.model_packages[arn]
             container = {**package.inference_specification["Containers"][0], **container}
         url = container["ModelDataUrl"]

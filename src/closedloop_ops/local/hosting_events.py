@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from closedloop_ops.local.emitter import ACCOUNT, Emitter
+from closedloop_ops.local.emitter import Emitter
 from closedloop_ops.local.provision import LocalStack
 from closedloop_ops.moto_ext import hosting
 
@@ -36,7 +36,7 @@ class EndpointWatcher:
     def _backend(self) -> Any:
         from moto.sagemaker.models import sagemaker_backends
 
-        return sagemaker_backends[ACCOUNT][self.stack.region]
+        return sagemaker_backends[self.stack.account][self.stack.region]
 
     def __call__(self) -> int:
         """One pass; returns how many events were published."""
@@ -82,7 +82,7 @@ class EndpointWatcher:
                 )
                 published += 1
             if status == "InService":
-                hosting.hold_next_update(ACCOUNT, self.stack.region, name)
+                hosting.hold_next_update(self.stack.account, self.stack.region, name)
             self.seen[name] = (status, config)
         return published
 
@@ -100,11 +100,11 @@ class EndpointWatcher:
             firing = [a["AlarmName"] for a in described if a["StateValue"] == "ALARM"]
         if firing:
             hosting.finish_update(
-                ACCOUNT,
+                self.stack.account,
                 self.stack.region,
                 name,
                 succeeded=False,
                 reason=f"Deployment rolled back: CloudWatch alarm {firing[0]} went into ALARM during baking.",
             )
         else:
-            hosting.finish_update(ACCOUNT, self.stack.region, name, succeeded=True)
+            hosting.finish_update(self.stack.account, self.stack.region, name, succeeded=True)

@@ -49,7 +49,7 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value if not _is_no_value(v)]
+            return [r for r in (self.resolve(v) for v in value if not _is_no_value(v)) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -59,7 +59,8 @@ class Resolver:
                 return handler(self, arg)
             if key == "Condition" and isinstance(arg, str) and arg in self._condition_defs:
                 return self.condition(arg)
-        return {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        resolved = {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def reference(self, name: str) -> Any:
         if name in self._pseudo:
@@ -98,7 +99,8 @@ class Resolver:
 
     def _fn_if(self, arg: Any) -> Any:
         name, when_true, when_false = arg
-        return self.resolve(when_true if self.condition(name) else when_false)
+        chosen = when_true if self.condition(name) else when_false
+        return NO_VALUE if _is_no_value(chosen) else self.resolve(chosen)
 
     def _fn_equals(self, arg: Any) -> bool:
         left, right = (self.resolve(a) for a in arg)
@@ -138,6 +140,10 @@ class Resolver:
     def _fn_get_azs(self, arg: Any) -> list[str]:
         region = self._pseudo["AWS::Region"]
         return [f"{region}a", f"{region}b", f"{region}c"]
+
+
+# what `Fn::If` gives for `!Ref AWS::NoValue`: the list item or property is left out
+NO_VALUE: Any = object()
 
 
 def _is_no_value(value: Any) -> bool:

@@ -43,7 +43,13 @@ def approval_parameters(mode: str = "auto", approvers: str | None = None) -> dic
     return {}
 
 
-def create_approver_roles(endpoint_url: str, region: str, approvers: str) -> list[str]:
+def create_approver_roles(
+    endpoint_url: str,
+    region: str,
+    approvers: str,
+    account: str = LOCAL_ACCOUNT,
+    credentials: dict[str, str] | None = None,
+) -> list[str]:
     """Create the roles of the allow-list that belong to the local account (trusting the account), so that
     someone can assume them; returns the ARNs created."""
     import json
@@ -53,23 +59,59 @@ def create_approver_roles(endpoint_url: str, region: str, approvers: str) -> lis
     from closedloop_ops.stackref import LOCAL_CREDENTIALS
 
     make: Any = boto3.client  # any service by name
-    iam = make("iam", region_name=region, endpoint_url=endpoint_url, **LOCAL_CREDENTIALS)
+    iam = make("iam", region_name=region, endpoint_url=endpoint_url, **(credentials or LOCAL_CREDENTIALS))
     trust = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{LOCAL_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "sts:AssumeRole"}
         ],
     }
     existing = {role["Arn"] for role in iam.list_roles()["Roles"]}
     created = []
     for arn in (a.strip() for a in approvers.split(",")):
-        prefix = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/"
+        prefix = f"arn:aws:iam::{account}:role/"
         if not arn.startswith(prefix) or arn in existing:
             continue
         path, _, name = arn.removeprefix(prefix).rpartition("/")
         iam.create_role(RoleName=name, Path=f"/{path}/" if path else "/", AssumeRolePolicyDocument=json.dumps(trust))
         created.append(arn)
     return created
+
+
+@contextmanager
+def moto_server(region: str = REGION) -> Iterator[str]:
+    """A moto server on a free loopback port, every account empty, with closedloop's extensions; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto_ext.install()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ["AWS_DEFAULT_REGION"] = region
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        # moto's backends live in this process: start from empty accounts, whatever ran before
+        import urllib.request
+
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
+        ).close()
+        from closedloop_ops.moto_ext import accounts
+        from closedloop_ops.moto_ext import jobs as moto_jobs
+
+        moto_jobs.install()  # a reset also forgets the job-run transitions
+        accounts.reset()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass
@@ -103,62 +145,65 @@ class LocalLoop:
 
         With `services`, the loop also plays SageMaker's part (see `serve`).
         """
-        from moto.server import ThreadedMotoServer
+        with (
+            moto_server(region) as endpoint_url,
+            cls.attach(
+                endpoint_url, root=root, stack_name=stack_name, parameters=parameters, region=region, services=services
+            ) as loop,
+        ):
+            yield loop
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto_ext.install()
-        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-        os.environ["AWS_DEFAULT_REGION"] = region
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+    @classmethod
+    @contextmanager
+    def attach(
+        cls,
+        endpoint_url: str,
+        *,
+        root: Path = ROOT,
+        stack_name: str = "closedloop-local",
+        parameters: dict[str, str] | None = None,
+        region: str = REGION,
+        services: bool = True,
+        account: str = LOCAL_ACCOUNT,
+        credentials: dict[str, str] | None = None,
+    ) -> Iterator[LocalLoop]:
+        """Provision the template into `account` of the running moto at `endpoint_url` and yield its loop.
+
+        `credentials` (boto3 keyword arguments) reach `account` (moto tells accounts apart by them);
+        none: moto's default account.
+        """
+        if (parameters or {}).get("ApprovalMode") == "manual":
+            create_approver_roles(endpoint_url, region, (parameters or {}).get("Approvers", ""), account, credentials)
+        template = load_template(root / "template.yaml", region=region)
+        stack = Provisioner(
+            template,
+            endpoint_url=endpoint_url,
+            region=region,
+            stack_name=stack_name,
+            parameters=parameters,
+            account=account,
+            credentials=credentials,
+        ).provision()
+        emitter = Emitter(region, account)
+        loop = cls(
+            stack=stack,
+            dispatcher=Dispatcher(stack, base_environment={"POWERTOOLS_TRACE_DISABLED": "1"}),
+            runner=JobRunner(stack, emitter, prep_script=root / "layers/shared/closedloop/prep/prepare.py"),
+            alarms=AlarmEvaluator(stack, emitter),
+            emitter=emitter,
+            server=endpoint_url,
+        )
+        lambda_invoke.set_async_router(loop.route_async_invoke)
         try:
-            host, port = server.get_host_and_port()
-            # moto's backends live in this process: start from an empty account, whatever ran before
-            import urllib.request
-
-            urllib.request.urlopen(
-                urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
-            ).close()
-            from closedloop_ops.moto_ext import jobs as moto_jobs
-
-            moto_jobs.install()  # a reset also forgets the job-run transitions
-            if (parameters or {}).get("ApprovalMode") == "manual":
-                create_approver_roles(f"http://{host}:{port}", region, (parameters or {}).get("Approvers", ""))
-            template = load_template(root / "template.yaml", region=region)
-            stack = Provisioner(
-                template,
-                endpoint_url=f"http://{host}:{port}",
-                region=region,
-                stack_name=stack_name,
-                parameters=parameters,
-            ).provision()
-            emitter = Emitter(region)
-            loop = cls(
-                stack=stack,
-                dispatcher=Dispatcher(stack, base_environment={"POWERTOOLS_TRACE_DISABLED": "1"}),
-                runner=JobRunner(stack, emitter, prep_script=root / "layers/shared/closedloop/prep/prepare.py"),
-                alarms=AlarmEvaluator(stack, emitter),
-                emitter=emitter,
-                server=server,
-            )
-            lambda_invoke.set_async_router(loop.route_async_invoke)
             if services:
                 loop.serve(root)
             yield loop
         finally:
-            lambda_invoke.set_async_router(None)
             from closedloop_ops.moto_ext import registry, runtime
 
+            lambda_invoke.set_async_router(None)
             registry.on_package_change(None)
             runtime.set_model_server(None)
-            server.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def serve(self, root: Path = ROOT) -> None:
         """What SageMaker would do: run pipeline executions, host and roll out endpoints, publish
@@ -189,7 +234,11 @@ class LocalLoop:
         self.watcher = EndpointWatcher(self.stack, self.emitter)
         self.extra_workers += [self.executor.run_pending, self.watcher]
         registry.on_package_change(
-            lambda account, region, package: self.emitter.publish(self.emitter.model_package_state_change(package))
+            lambda account, region, package: (
+                self.emitter.publish(self.emitter.model_package_state_change(package))
+                if account == self.stack.account
+                else None
+            )
         )
         self.hosting = LocalHosting(region=self.stack.region, fallback_code_dir=code_dir)
         runtime.set_model_server(self.hosting)

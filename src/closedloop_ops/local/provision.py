@@ -75,6 +75,9 @@ class LocalStack:
     endpoint_url: str
     region: str
     stack_name: str
+    account: str = ACCOUNT
+    # boto3 keyword arguments for the account's credentials (none: moto's default account)
+    credentials: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Created] = field(default_factory=dict)
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     mappings: list[EventSourceMapping] = field(default_factory=list)
@@ -93,7 +96,8 @@ class LocalStack:
         raise KeyError(directory)
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region)
+        make: Any = boto3.client  # any service by name
+        return make(service, endpoint_url=self.endpoint_url, region_name=self.region, **self.credentials)
 
 
 def _suffix(*parts: str) -> str:
@@ -111,9 +115,17 @@ class Provisioner:
         region: str,
         stack_name: str,
         parameters: dict[str, str] | None = None,
+        account: str = ACCOUNT,
+        credentials: dict[str, str] | None = None,
     ) -> None:
         self.template = template
-        self.stack = LocalStack(endpoint_url=endpoint_url, region=region, stack_name=stack_name)
+        self.stack = LocalStack(
+            endpoint_url=endpoint_url,
+            region=region,
+            stack_name=stack_name,
+            account=account,
+            credentials=dict(credentials or {}),
+        )
         values: dict[str, Any] = {name: spec.get("Default") for name, spec in template.parameters.items()}
         values.update(parameters or {})
         for name, spec in template.parameters.items():  # a list parameter is a list to Fn::Join / Fn::Select
@@ -127,11 +139,11 @@ class Provisioner:
             parameters=values,
             pseudo={
                 "AWS::Region": region,
-                "AWS::AccountId": ACCOUNT,
+                "AWS::AccountId": account,
                 "AWS::Partition": "aws",
                 "AWS::URLSuffix": "amazonaws.com",
                 "AWS::StackName": stack_name,
-                "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack_name}/{_suffix(stack_name)}",
+                "AWS::StackId": f"arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/{_suffix(stack_name)}",
             },
             mappings=template.cfn.get("Mappings", {}),
             conditions=template.cfn.get("Conditions", {}),
@@ -158,11 +170,13 @@ class Provisioner:
             "AWS::Events::Rule": self._rule,
             "AWS::Glue::Job": self._glue_job,
             "AWS::SageMaker::ModelPackageGroup": self._model_package_group,
+            "AWS::SageMaker::FeatureGroup": self._feature_group,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::Schedule": self._schedule,
             "AWS::KMS::Key": self._kms_key,
             "AWS::KMS::Alias": self._kms_alias,
             "AWS::SNS::TopicPolicy": self._skip,
+            "AWS::Events::EventBusPolicy": self._event_bus_policy,
             "AWS::IAM::Policy": self._iam_policy,
             "AWS::IAM::ManagedPolicy": self._managed_policy,
         }
@@ -228,7 +242,7 @@ class Provisioner:
         return name.lower() if lower else name
 
     def _arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.stack.region}:{ACCOUNT}:{resource}"
+        return f"arn:aws:{service}:{self.stack.region}:{self.stack.account}:{resource}"
 
     def _client(self, service: str) -> Any:
         return self.stack.client(service)
@@ -502,7 +516,16 @@ class Provisioner:
                         k: v
                         for k, v in t.items()
                         if k
-                        in {"Id", "Arn", "Input", "InputPath", "InputTransformer", "DeadLetterConfig", "RetryPolicy"}
+                        in {
+                            "Id",
+                            "Arn",
+                            "RoleArn",
+                            "Input",
+                            "InputPath",
+                            "InputTransformer",
+                            "DeadLetterConfig",
+                            "RetryPolicy",
+                        }
                     }
                     for t in targets
                 ],
@@ -513,6 +536,14 @@ class Provisioner:
             "logical_id": logical_id,
         }
         return Created(physical_id=name, attributes={"Arn": arn})
+
+    def _event_bus_policy(self, logical_id: str, props: dict[str, Any]) -> Created:
+        statement = {"Sid": props["StatementId"], **props["Statement"]}
+        self._client("events").put_permission(
+            EventBusName=props.get("EventBusName", "default"),
+            Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+        )
+        return Created(physical_id=props["StatementId"])
 
     def _glue_job(self, logical_id: str, props: dict[str, Any]) -> Created:
         name = props.get("Name") or self._name(logical_id, 255)
@@ -535,12 +566,38 @@ class Provisioner:
         self._client("glue").create_job(Name=name, **request)
         return Created(physical_id=name)
 
+    def _feature_group(self, logical_id: str, props: dict[str, Any]) -> Created:
+        """CloudFormation's FeatureGroup properties are CreateFeatureGroup's (closedloop_ops.moto_ext.featurestore)."""
+        keys = (
+            "FeatureGroupName",
+            "RecordIdentifierFeatureName",
+            "EventTimeFeatureName",
+            "FeatureDefinitions",
+            "OnlineStoreConfig",
+            "OfflineStoreConfig",
+            "RoleArn",
+            "Description",
+            "Tags",
+        )
+        request = {key: props[key] for key in keys if props.get(key) is not None}
+        request.setdefault("FeatureGroupName", self._name(logical_id, 64))
+        arn = self._client("sagemaker").create_feature_group(**request)["FeatureGroupArn"]
+        return Created(
+            physical_id=request["FeatureGroupName"],
+            attributes={"FeatureGroupName": request["FeatureGroupName"], "Arn": arn},
+        )
+
     def _model_package_group(self, logical_id: str, props: dict[str, Any]) -> Created:
         name = props.get("ModelPackageGroupName") or self._name(logical_id, 63)
         request: dict[str, Any] = {"ModelPackageGroupName": name}
         if props.get("ModelPackageGroupDescription"):
             request["ModelPackageGroupDescription"] = props["ModelPackageGroupDescription"]
-        arn = self._client("sagemaker").create_model_package_group(**request)["ModelPackageGroupArn"]
+        sagemaker = self._client("sagemaker")
+        arn = sagemaker.create_model_package_group(**request)["ModelPackageGroupArn"]
+        if props.get("ModelPackageGroupPolicy"):  # the resource policy, as CloudFormation applies it
+            sagemaker.put_model_package_group_policy(
+                ModelPackageGroupName=name, ResourcePolicy=json.dumps(props["ModelPackageGroupPolicy"])
+            )
         return Created(physical_id=arn, attributes={"ModelPackageGroupArn": arn})
 
     def _alarm(self, logical_id: str, props: dict[str, Any]) -> Created:

@@ -21,6 +21,8 @@ the patches were tested with; `requirements/dev.txt` pins a version inside it) w
   update), duplicate CreateModel / CreateEndpointConfig / CreateEndpoint rejected, AddTags upserts.
 - `pipelines`: ListPipelineExecutionSteps returns the steps recorded for an execution
   (`record_execution_step`), e.g. the RegisterModel step's package ARN.
+- `accounts`: model package group policies, and reads of another account's versions only where its
+  group's policy allows; cross-account event bus targets honour the bus policy and keep the envelope.
 - `iam_conditions`: a policy condition whose key the request does not carry does not match (so
   the template's TLS-only bucket policies deny nothing they should not).
 """
@@ -112,6 +114,7 @@ def install() -> None:
             return
         check_moto_version()
         from closedloop_ops.moto_ext import (
+            accounts,
             hosting,
             iam_conditions,
             jobs,
@@ -132,4 +135,5 @@ def install() -> None:
         monitoring.install()
         hosting.install()
         pipelines.install()
+        accounts.install()
         _installed = True

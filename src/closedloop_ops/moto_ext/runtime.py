@@ -13,8 +13,8 @@ from typing import Any
 
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-# (endpoint name, body, content type, accept, inference id) → (status, body, content type, variant)
-ModelServer = Callable[[str, bytes, str, str, str | None], tuple[int, bytes, str, str]]
+# (account, endpoint name, body, content type, accept, inference id) → (status, body, content type, variant)
+ModelServer = Callable[[str, str, bytes, str, str, str | None], tuple[int, bytes, str, str]]
 
 _server: ModelServer | None = None
 _original = SageMakerRuntimeResponse.invoke_endpoint
@@ -31,6 +31,7 @@ def _invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
         return _original(self)
     endpoint = self._get_param("EndpointName") or self.path.split("/")[2]
     status, body, content_type, variant = _server(
+        self.current_account,
         endpoint,
         self.body if isinstance(self.body, bytes) else str(self.body).encode(),
         self.headers.get("Content-Type", "application/octet-stream"),

@@ -30,11 +30,13 @@ from closedloop.deploy.state import EndpointStateStore
 from closedloop.errors import ClosedloopError, ForeignEventError
 from closedloop.events.base import foreign_scope
 from closedloop.events.endpoint import EndpointDeploymentStateChangeEvent, EndpointStateChangeEvent
+from closedloop.events.stage import StageChangeDetail
 from closedloop.ledger import Clock, Ledger, utcnow
 from closedloop.notify import Notifier, Severity
 from closedloop.observability import logger, metrics
 from closedloop.route_output import RouteOutput
 from closedloop.settings import Settings
+from closedloop.stages import StageEvents, source_of
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -56,9 +58,11 @@ class DeploymentRecorder:
         sagemaker: SageMakerClient,
         ledger: Ledger,
         notifier: Notifier,
+        stage_events: StageEvents | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._settings = settings
+        self._stage_events = stage_events
         self._hosting = Hosting(sagemaker, settings.endpoint_name)
         self._registry = Registry(sagemaker)
         self._output = RouteOutput(routes.DEPLOYMENT_OUTCOME, ledger, notifier, settings=settings)
@@ -139,6 +143,7 @@ class DeploymentRecorder:
         }
         reason = "rolled back to this version" if kind == "rollback" else "the deployment completed"
         self._record(event.id, arn, "record_outcome", "live", reason, details)
+        self._announce("live", arn, reason, endpoint)
         if kind == "rollback":
             self._notify(
                 "WARNING",
@@ -205,6 +210,7 @@ class DeploymentRecorder:
             "deployment_id": state.pending_deployment_id,
         }
         self._record(event.id, arn, "record_outcome", outcome, reason, details)
+        self._announce(outcome, arn, reason)
         if outcome == "rolled_back" and state.pending_kind == "rollback":
             self._notify(
                 "ERROR",
@@ -390,6 +396,35 @@ class DeploymentRecorder:
             if exc.retryable:
                 raise
             logger.warning("outcome tag not written", model_package_arn=arn, outcome=outcome, error=exc.as_dict())
+
+    def _announce(
+        self, change: Literal["live", "rolled_back", "failed"], arn: str, reason: str, serving: Endpoint | None = None
+    ) -> None:
+        """Put the outcome on the bus as a stage change (before the pending deployment is cleared, so
+        a failed put is retried with the event): the next stage promotes a live version from it, the
+        account that trained the version records it."""
+        if self._stage_events is None or not arn:
+            return
+        package = self._registry.describe(arn)
+        if package is None:
+            logger.warning("stage change not announced: the version no longer exists", model_package_arn=arn)
+            return
+        source_arn, source_version = source_of(arn, package.version, package.metadata)
+        # who released it here: the serving config's lineage tag (live), else the registry's last writer
+        approval = self._hosting.config_tags(serving).get(lineage.APPROVAL, "") if serving is not None else ""
+        self._stage_events.publish(
+            StageChangeDetail(
+                line=self._settings.line,
+                stage=self._settings.stage,
+                change=change,
+                model_package_arn=arn,
+                source_model_package_arn=source_arn,
+                source_version=source_version,
+                approval=approval or (f"by:{package.approved_by}" if package.approved_by else ""),
+                status=package.approval_status,
+                reason=reason[:500],
+            )
+        )
 
     def _copy_lineage_to_endpoint(self, endpoint: Endpoint) -> None:
         tags = self._hosting.config_tags(endpoint)
