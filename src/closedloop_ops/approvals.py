@@ -73,7 +73,11 @@ def resolve_version(stack: StackRef, version: str | int, group: str | None = Non
         named, _, number = text.rpartition("/")
         if not number.isdigit() or int(number) < 1:
             raise CliError(f"model version {text!r}: expected a version number such as 3 (see `closedloop status`)")
-        arn = group_arn_prefix(stack, _group_named(stack, named, group, number)) + str(int(number))
+        group_name = _group_named(stack, named, group, number)
+        if stack.settings_environment().get("BUILD_ACCOUNT_ID"):  # a stage: N is the version trained as N
+            arn = stage_copy(stack, group_name, int(number))
+        else:
+            arn = group_arn_prefix(stack, group_name) + str(int(number))
     sm = stack.client("sagemaker")
     try:
         sm.describe_model_package(ModelPackageName=arn)
@@ -84,6 +88,32 @@ def resolve_version(stack: StackRef, version: str | int, group: str | None = Non
             "see `closedloop status`)"
         ) from None
     return arn
+
+
+def stage_copy(stack: StackRef, group: str, version: int) -> str:
+    """A stage's own copy of the version trained as `version` in the build account (`lineage.SOURCE_PACKAGE`).
+
+    In a stage's stack, `loans/3` means the line's version 3 — the number it was trained and approved
+    under — whatever number this stage's registry gave its copy.
+
+    Raises:
+        CliError: that version has not been promoted into this stage.
+    """
+    from closedloop import lineage as keys
+
+    sm = stack.client("sagemaker")
+    paginator = sm.get_paginator("list_model_packages")
+    for page in paginator.paginate(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"):
+        for summary in page.get("ModelPackageSummaryList", []):
+            described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            source = (described.get("CustomerMetadataProperties") or {}).get(keys.SOURCE_PACKAGE, "")
+            if source.endswith(f"/{group}/{version}"):
+                return str(summary["ModelPackageArn"])
+    stage = stack.settings_environment().get("STAGE", "this stage")
+    raise CliError(
+        f"version {version} of {group} has not been promoted into {stage} (stack {stack.name}): it must be live in "
+        "the stage before first (`closedloop status --stage <that stage>`)"
+    )
 
 
 def _group_named(stack: StackRef, named: str, group: str | None, number: str) -> str:

@@ -85,15 +85,37 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> Any:
-    from closedloop_ops.stackref import aws_stack, local_stack
+    from closedloop_ops.stackref import aws_stack, local_stack, stage_config
 
+    stage = getattr(args, "stage", None)
     if args.local or args.endpoint_url:
         if args.stack is not None:
             raise CliError("--stack names a deployed stack and --local the local loop: pass one of them")
-        stack = local_stack(Path(args.state_file) if args.state_file else None, args.endpoint_url, args.profile)
+        state = Path(args.state_file) if args.state_file else None
+        stack = local_stack(state, args.endpoint_url, args.profile, stage)
+    elif stage:
+        if args.stack is not None:
+            raise CliError("--stage names a samconfig.toml environment's stack: pass --stack or --stage, not both")
+        config = stage_config(stage)
+        stack = aws_stack(
+            config["stack_name"], args.region or config.get("region"), args.profile or config.get("profile")
+        )
     else:
         stack = aws_stack(args.stack or DEFAULT_STACK, args.region, args.profile)
     return _as_role(stack, args)
+
+
+def _build_stack(args: argparse.Namespace, stack: Any) -> Any:
+    """The stack that trained a stage's versions (`--build-stage`, else the local loop's first stage), or None
+    for a stack that trains its own."""
+    if not stack.settings_environment().get("BUILD_ACCOUNT_ID"):
+        return None
+    from closedloop_ops.stackref import aws_stack, local_stack, stage_config
+
+    if stack.local:
+        return local_stack(Path(args.state_file) if args.state_file else None, args.endpoint_url, args.profile)
+    config = stage_config(args.build_stage)
+    return aws_stack(config["stack_name"], args.region or config.get("region"), config.get("profile"))
 
 
 def _stack_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
@@ -104,6 +126,11 @@ def _stack_options(parser: argparse.ArgumentParser, *, json_output: bool = True)
     where.add_argument("--endpoint-url", metavar="URL", help="the local loop's emulator URL (implies --local)")
     where.add_argument("--state-file", help=argparse.SUPPRESS)
     where.add_argument("--stack", help=f"deployed stack name (default: {DEFAULT_STACK})")
+    where.add_argument(
+        "--stage",
+        metavar="NAME",
+        help="the stack of a stage (samconfig.toml's [NAME] environment; with --local, the multi-account loop's stage)",
+    )
     where.add_argument("--region", help="AWS region (default: AWS_REGION or your profile's)")
     where.add_argument("--profile", help="AWS profile (default: AWS_PROFILE, else the default chain)")
     if json_output:
@@ -285,8 +312,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     for flag, value in (("--inference-id", args.inference_id), ("--model-version", args.model_version)):
         if value is not None and not value.strip():
             raise CliError(f"{flag} is empty: name the {flag.removeprefix('--').replace('-', ' ')} to trace")
+    stack = _stack(args)
     chain = trace(
-        _stack(args), inference_id=args.inference_id, endpoint=args.endpoint, model_version=args.model_version
+        stack,
+        inference_id=args.inference_id,
+        endpoint=args.endpoint,
+        model_version=args.model_version,
+        build_stack=_build_stack(args, stack),
     )
     if args.format == "json":
         print(json.dumps(chain, indent=2, default=str))
@@ -587,6 +619,66 @@ def _model_lines(value: str) -> str:
 # -- demo ------------------------------------------------------------------------------------------
 
 
+def _accounts_demo(args: argparse.Namespace, state_file: Path) -> int:
+    """`demo --accounts`: the loop across accounts; 0 when the last stage deployed only what its approver released."""
+    import time
+
+    from closedloop_ops.local.accounts_demo import run_accounts_demo
+    from closedloop_ops.stackref import write_local_state
+
+    stages = [stage.strip() for stage in args.accounts.split(",") if stage.strip()]
+    if args.chaos is not None or args.approval_mode != "auto" or args.prep_engine is not None:
+        raise CliError(
+            "--accounts runs the stages' own approval modes: it takes no --chaos, --approval-mode or --prep-engine"
+        )
+
+    def keep(accounts: Any) -> None:
+        estate = accounts.estate
+        first = estate.build.stack
+        write_local_state(
+            state_file,
+            name=first.stack_name,
+            region=first.region,
+            endpoint_url=estate.endpoint_url,
+            outputs=first.outputs,
+            stages={
+                stage: {"name": loop.stack.stack_name, "account": loop.stack.account, "outputs": loop.stack.outputs}
+                for stage, loop in estate.loops.items()
+            },
+        )
+        print(
+            f"the local loop stays up at {estate.endpoint_url}: try `closedloop status --local --stage prod`",
+            flush=True,
+        )
+        try:
+            while True:
+                estate.settle()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            state_file.unlink(missing_ok=True)
+
+    try:
+        report = run_accounts_demo(
+            Path(args.out), stages, say=lambda line: print(line, flush=True), keep=keep if args.keep else None
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    last = report.get("accounts", {}).get(stages[-1], {})
+    released = {(a["line"], a["version"]) for a in last.get("approvals", [])}
+    live = {(entry["line"], entry["version"]) for entry in last.get("live_after_approval", [])}
+    ok = (
+        "failure" not in report
+        and report["events_in_dlq"] == 0
+        and not report.get("handler_errors")
+        and bool(live)
+        and live <= released
+        and not last.get("endpoints_before_approval")
+    )
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -619,6 +711,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not (ROOT / "pipelines" / "definition.json").is_file():
         raise CliError("pipelines/definition.json is missing: run `make pipeline` (it is checked in)")
+    if args.accounts:
+        return _accounts_demo(args, state_file)
     report = run_demo(
         Path(args.out),
         say=lambda line: print(line, flush=True),
@@ -884,6 +978,13 @@ def _add_lineage(commands: Any) -> None:
         "--model-version", metavar="VERSION", help="a version number of the stack's model group (or its ARN)"
     )
     lineage.add_argument("--format", choices=["text", "json", "dot"], default="text", help="output (default: text)")
+    lineage.add_argument(
+        "--build-stage",
+        default="dev",
+        metavar="NAME",
+        help="with --stage of a stage that serves another account's versions: the samconfig.toml environment of "
+        "the stack that trained them, where the chain continues (default: dev; locally the loop's first stage)",
+    )
     _stack_options(lineage, json_output=False)
     lineage.set_defaults(func=cmd_lineage)
 
@@ -1091,12 +1192,19 @@ def _add_local(commands: Any) -> None:
         "only loans is retrained.",
         "examples:\n  closedloop demo\n"
         "  closedloop demo --keep    # then, in another terminal: closedloop status --local\n"
-        "  closedloop demo --chaos 7 # the same loop on a bad day: duplicates, reordering, throttling, crashes",
+        "  closedloop demo --chaos 7 # the same loop on a bad day: duplicates, reordering, throttling, crashes\n"
+        "  closedloop demo --accounts dev,staging,prod  # promotion across accounts, prod after its approver",
     )
     demo.add_argument("--out", default=str(ROOT / "build" / "demo"), help="where report.json and report.md go")
     demo.add_argument("--keep", action="store_true", help="keep the local loop up afterwards (for the other commands)")
     demo.add_argument(
         "--chaos", type=int, metavar="SEED", help="the bad day: duplicates, reordering, throttling, crashes"
+    )
+    demo.add_argument(
+        "--accounts",
+        metavar="STAGES",
+        help="run across accounts, e.g. dev,staging,prod: the first trains, each later stage promotes from the one "
+        "before, the last deploys only what its approver releases (docs/multi-account.md)",
     )
     _approval_mode_options(demo)
     _prep_engine_option(demo)

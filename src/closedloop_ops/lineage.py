@@ -105,9 +105,18 @@ def _serving_at(stack: StackRef, endpoint: str, at: datetime) -> dict[str, Any]:
 
 
 def trace(
-    stack: StackRef, *, inference_id: str | None = None, endpoint: str | None = None, model_version: str | None = None
+    stack: StackRef,
+    *,
+    inference_id: str | None = None,
+    endpoint: str | None = None,
+    model_version: str | None = None,
+    build_stack: StackRef | None = None,
 ) -> dict[str, Any]:
     """The whole chain for one inference, the endpoint's live version, or one model version.
+
+    In a stage's stack (its versions are copies of versions trained in another account), the chain
+    crosses into `build_stack` — the stack that trained the version — at the copy's source version:
+    its approval, every stage's change of it, and its pipeline execution, data and code.
 
     Raises:
         CliError: the starting point is unknown (with what was looked for).
@@ -151,12 +160,32 @@ def trace(
         from closedloop_ops.approvals import resolve_version
 
         arn = resolve_version(stack, str(model_version))
-    _follow_version(stack, arn, chain, model_version)
+    _follow_version(stack, arn, chain, model_version, build_stack)
     return chain
 
 
-def _follow_version(stack: StackRef, arn: str, chain: dict[str, Any], model_version: str | None) -> None:
-    """Add the model version and everything behind it to `chain`."""
+def stage_changes(build_stack: StackRef, source_arn: str) -> list[dict[str, Any]]:
+    """What every stage made of a version, as the build account's ledger recorded it (route 8), oldest first."""
+    changes = [d for d in decisions_for(build_stack, source_arn) if d.route == "stage-change"]
+    return [
+        {
+            "stage": d.details.get("stage") or d.action.removeprefix("stage:"),
+            "change": d.result,
+            "account": d.details.get("account"),
+            "model_package_arn": d.details.get("model_package_arn"),
+            "approval": d.details.get("approval") or None,
+            "status": d.details.get("status") or None,
+            "at": d.at.isoformat(),
+            "reason": d.reason,
+        }
+        for d in changes
+    ]
+
+
+def _follow_version(
+    stack: StackRef, arn: str, chain: dict[str, Any], model_version: str | None, build_stack: StackRef | None = None
+) -> None:
+    """Add the model version and everything behind it to `chain` (across into `build_stack` for a stage's copy)."""
     sm = stack.client("sagemaker")
     try:
         package = sm.describe_model_package(ModelPackageName=arn)
@@ -222,6 +251,9 @@ def _follow_version(stack: StackRef, arn: str, chain: dict[str, Any], model_vers
             "at": outcomes[-1].at.isoformat(),
             "endpoint_config": outcomes[-1].details.get("endpoint_config"),
         }
+    if metadata.get(keys.SOURCE_PACKAGE):  # a stage's copy: the rest is in the account that trained it
+        _cross_into_build_account(chain, metadata, build_stack)
+        return
     execution_arn = metadata.get(keys.PIPELINE_EXECUTION, "")
     execution: dict[str, Any] = {
         "arn": execution_arn,
@@ -264,6 +296,45 @@ def _follow_version(stack: StackRef, arn: str, chain: dict[str, Any], model_vers
         chain["code_version"] = {"model": metadata.get(keys.CODE_VERSION)}
 
 
+def _cross_into_build_account(chain: dict[str, Any], metadata: dict[str, str], build_stack: StackRef | None) -> None:
+    """A stage's copy: its source version, every stage's change of it, and its training, from `build_stack`."""
+    source_arn = metadata[keys.SOURCE_PACKAGE]
+    chain["model_version"].update(source=source_arn, promoted_from=metadata.get(keys.PROMOTED_FROM))
+    if build_stack is None:
+        chain["build_account"] = {
+            "account": metadata.get(keys.SOURCE_ACCOUNT),
+            "problem": "the version was trained in another account: trace it with that account's stack too",
+        }
+        return
+    built: dict[str, Any] = {}
+    _follow_version(build_stack, source_arn, built, None)
+    chain["source_version"] = built["model_version"]
+    chain["source_approval_decision"] = built["approval_decision"]
+    chain["stages"] = stage_changes(build_stack, source_arn)
+    for key in ("pipeline_execution", "prepared_data", "raw_objects", "code_version"):
+        chain[key] = built[key]
+
+
+def _stage_lines(chain: dict[str, Any]) -> list[str]:
+    """The stage part of the text chain: where the stage's copy came from and what each stage made of it."""
+    if "build_account" in chain:
+        return [f"← trained in account {chain['build_account']['account']}: {chain['build_account']['problem']}"]
+    if "source_version" not in chain:
+        return []
+    source, approval = chain["source_version"], chain["source_approval_decision"]
+    lines = [
+        f"← promoted from {chain['model_version'].get('promoted_from') or '?'}; trained as "
+        f"{source['group']}/{source['version']} in account {str(source['arn']).split(':')[4]}",
+        f"    approval there: {approval['status']} by {approval['decided_by']} at {approval.get('when')}",
+    ]
+    for change in chain.get("stages", []):
+        lines.append(
+            f"    stage {change['stage']} ({change['account']}): {change['change']} at {change['at']}"
+            + (f", released by {change['approval']}" if change.get("approval") else "")
+        )
+    return lines
+
+
 def _short(arn: Any) -> str:
     return str(arn or "").rsplit("/", 1)[-1] or "?"
 
@@ -295,6 +366,9 @@ def format_text(chain: dict[str, Any]) -> str:
         lines.append(
             f"    deployment: {deployment['outcome']} at {deployment['at']} ({deployment.get('endpoint_config')})"
         )
+    lines += _stage_lines(chain)
+    if "build_account" in chain:
+        return "\n".join(lines)
     execution = chain["pipeline_execution"]
     lines.append(
         f"← pipeline execution {_short(execution.get('arn'))} ({execution.get('status', 'unknown')}, "

@@ -158,18 +158,31 @@ def model_lines(output: Callable[[str], Any]) -> list[LineResources]:
     return [LineResources.of(prefix, raw_prefix, name) for name in names]
 
 
-def write_local_state(path: Path, *, name: str, region: str, endpoint_url: str, outputs: dict[str, Any]) -> None:
+def write_local_state(
+    path: Path,
+    *,
+    name: str,
+    region: str,
+    endpoint_url: str,
+    outputs: dict[str, Any],
+    stages: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """The local loop's state for the command line; `stages`: every stage's stack of a multi-account loop
+    (`{stage: {"name", "account", "outputs"}}`), the first being the one `name` is."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {"name": name, "region": region, "endpoint_url": endpoint_url, "outputs": outputs, "pid": os.getpid()},
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    state = {"name": name, "region": region, "endpoint_url": endpoint_url, "outputs": outputs, "pid": os.getpid()}
+    if stages:
+        state["stages"] = stages
+    path.write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
-def local_stack(path: Path | None = None, endpoint_url: str | None = None, profile: str | None = None) -> StackRef:
+# The role an organisation's administrator assumes in a member account (the local loop's stage accounts).
+STAGE_ADMIN_ROLE = "OrganizationAccountAccessRole"
+
+
+def local_stack(
+    path: Path | None = None, endpoint_url: str | None = None, profile: str | None = None, stage: str | None = None
+) -> StackRef:
     """The running local loop, called with the caller's credentials.
 
     The credentials are the standard chain's (`profile`, the environment) when there are any, so
@@ -194,14 +207,64 @@ def local_stack(path: Path | None = None, endpoint_url: str | None = None, profi
     url = endpoint_url or state["endpoint_url"]
     if not _answers(f"{url}/moto-api/"):
         raise CliError(f"the local loop at {url} does not answer: start it with `closedloop local up` (or `make demo`)")
+    credentials = _chain_credentials(profile) or dict(LOCAL_CREDENTIALS)
+    stages = state.get("stages") or {}
+    if stage and stages and stage != next(iter(stages)):
+        if stage not in stages:
+            raise CliError(f"the local loop has no stage {stage!r} (its stages: {', '.join(stages)})")
+        entry = stages[stage]
+        return StackRef(
+            name=entry["name"],
+            region=state["region"],
+            outputs=entry["outputs"],
+            endpoint_url=url,
+            credentials=_admin_session(url, state["region"], entry["account"], credentials),
+            local=True,
+        )
+    if stage and not stages and stage != "dev":
+        raise CliError(f"the local loop has one stage; start it with `closedloop demo --accounts dev,staging,{stage}`")
     return StackRef(
         name=state["name"],
         region=state["region"],
         outputs=state["outputs"],
         endpoint_url=url,
-        credentials=_chain_credentials(profile) or dict(LOCAL_CREDENTIALS),
+        credentials=credentials,
         local=True,
     )
+
+
+def _admin_session(url: str, region: str, account: str, credentials: dict[str, str]) -> dict[str, str]:
+    """Credentials in a stage's account of the local loop: its administrator role's session."""
+    import boto3
+
+    make: Any = boto3.client
+    sts = make("sts", region_name=region, endpoint_url=url, **credentials)
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{STAGE_ADMIN_ROLE}", RoleSessionName="closedloop")[
+        "Credentials"
+    ]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+
+
+def stage_config(stage: str, samconfig: Path = Path("samconfig.toml")) -> dict[str, str]:
+    """A stage's deployment in `samconfig.toml` (`[<stage>.deploy.parameters]`): stack_name, region, profile.
+
+    Raises:
+        CliError: no samconfig.toml here, or no such environment in it.
+    """
+    import tomllib
+
+    if not samconfig.is_file():
+        raise CliError(f"--stage {stage}: no {samconfig} here (run the command in the project's directory)")
+    config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
+    deploy = (config.get(stage) or {}).get("deploy", {}).get("parameters")
+    if not deploy or "stack_name" not in deploy:
+        stages = [name for name, env in config.items() if isinstance(env, dict) and "deploy" in env]
+        raise CliError(f"--stage {stage}: samconfig.toml has no [{stage}.deploy.parameters] (its stages: {stages})")
+    return {key: str(deploy[key]) for key in ("stack_name", "region", "profile") if key in deploy}
 
 
 def _chain_credentials(profile: str | None) -> dict[str, str]:

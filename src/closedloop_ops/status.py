@@ -10,7 +10,7 @@ endpoint, CloudWatch and the pipeline's executions.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +49,9 @@ class GroupStatus(BaseModel):
     pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
     versions: dict[str, int] = Field(default_factory=dict)
     drift_alarms: dict[str, str | None] = Field(default_factory=dict, description="alarm name → state (None: missing)")
+    stages: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="in the stack that trains: what each later stage serves and what waits there"
+    )
 
 
 class StackStatus(BaseModel):
@@ -186,7 +189,37 @@ def group_status(stack: StackRef, ledger: Any, owned: LineResources, pipeline: s
         pending_approvals=_pending(stack, ledger, group),
         versions=_counts(stack, group),
         drift_alarms=_alarm_states(stack, owned.drift_alarms),
+        stages=_stages(ledger, group, now),
     )
+
+
+STAGE_HISTORY = timedelta(days=366)
+
+
+def _stages(ledger: Any, group: str, now: datetime) -> dict[str, dict[str, Any]]:
+    """What the later stages reported of the group's versions (route 8's records in this ledger): per stage,
+    the version live there (as trained: its number here), and the versions promoted there not yet live."""
+    stages: dict[str, dict[str, Any]] = {}
+    for decision in ledger.decisions_since(now - STAGE_HISTORY):
+        if decision.route != "stage-change" or not decision.action.startswith("stage:"):
+            continue
+        if f":model-package/{group}/" not in decision.business_key:
+            continue
+        stage = decision.action.removeprefix("stage:")
+        version = int(decision.details.get("source_version") or 0)
+        view = stages.setdefault(stage, {"account": decision.details.get("account"), "live": None, "waiting": []})
+        if decision.result == "live":
+            view["live"] = {
+                "version": version,
+                "since": _iso(decision.at),
+                "released_by": decision.details.get("approval"),
+            }
+            view["waiting"] = [v for v in view["waiting"] if v > version]
+        elif decision.result in {"rolled_back", "failed"}:
+            view["last_problem"] = {"version": version, "change": decision.result, "at": _iso(decision.at)}
+        elif decision.result == "promoted" and decision.details.get("status") == "PendingManualApproval":
+            view["waiting"] = sorted({*view["waiting"], version})
+    return stages
 
 
 def _alarm_states(stack: StackRef, names: tuple[str, ...]) -> dict[str, str | None]:
@@ -385,6 +418,15 @@ def _group_rows(group: GroupStatus) -> list[tuple[str, str]]:
         )
     )
     rows.append(("drift alarms", _alarms_text(group)))
+    for stage, view in group.stages.items():
+        live = view.get("live")
+        text = f"version {live['version']} live since {live['since']}" if live else "nothing live yet"
+        if view.get("waiting"):
+            text += f"; version(s) {', '.join(map(str, view['waiting']))} wait for its approver"
+        if view.get("last_problem"):
+            problem = view["last_problem"]
+            text += f"; version {problem['version']} {problem['change']} at {problem['at']}"
+        rows.append((f"stage {stage}", f"{text} (account {view.get('account')})"))
     if not group.pending_approvals:
         rows.append(("pending", "no version waits for an approver"))
         return rows

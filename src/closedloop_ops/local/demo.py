@@ -101,6 +101,8 @@ class Demo:
     served_by: dict[str, dict[str, str]] = field(default_factory=dict)
     drift_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     retraining_effect: dict[str, Any] | None = None
+    # several accounts (`closedloop demo --accounts`): settle every stage's loop, not only this one's
+    settle_all: Callable[[], int] | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -181,7 +183,10 @@ class Demo:
         self.loop.dispatcher.on_invocation = None
 
     def settle(self) -> None:
-        self.loop.settle(max_passes=200)
+        if self.settle_all is not None:
+            self.settle_all()
+        else:
+            self.loop.settle(max_passes=200)
 
     # -- the story ----------------------------------------------------------------------------
 

@@ -218,7 +218,8 @@ class LocalLoop:
 
         code_dir = root / "pipelines" / "steps"
         definition_path = root / "pipelines" / "definition.json"
-        if definition_path.is_file():
+        # a stage's stack serves versions trained in another account: it runs no training pipeline
+        if definition_path.is_file() and not self.stack.parameters.get("BuildAccountId"):
             from closedloop_ops.pipeline import upsert_pipeline
 
             definition = definition_path.read_text(encoding="utf-8")
