@@ -210,7 +210,7 @@ class DeploymentRecorder:
             "deployment_id": state.pending_deployment_id,
         }
         self._record(event.id, arn, "record_outcome", outcome, reason, details)
-        self._announce(outcome, arn, reason)
+        self._announce("rolled_back" if outcome == "rolled_back" else "failed", arn, reason)
         if outcome == "rolled_back" and state.pending_kind == "rollback":
             self._notify(
                 "ERROR",
