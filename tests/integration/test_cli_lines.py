@@ -150,13 +150,13 @@ def test_alarms_the_stack_does_not_list_are_a_warning(
     assert code == 0 and out.startswith(f"OK {path}: ")
     assert err.strip() == (
         f"warning: {path}: retraining.alarms: 'fraud-monitor-violations' retrains this line only where the "
-        "stack's ExtraAlarmNames lists it (samconfig.toml does not list it for: prod)"
+        "stack's ExtraAlarmNames lists it (samconfig.toml does not list it for: prod, staging)"
     )
     # And once every env lists it, there is nothing to warn about
     samconfig.write_text(
-        samconfig.read_text().replace(
-            '"LogRetentionDays=365",', '"LogRetentionDays=365",\n  "ExtraAlarmNames=fraud-monitor-violations",'
-        )
+        samconfig.read_text()
+        .replace('"LogRetentionDays=365",', '"LogRetentionDays=365",\n  "ExtraAlarmNames=fraud-monitor-violations",')
+        .replace('"LogRetentionDays=90",', '"LogRetentionDays=90",\n  "ExtraAlarmNames=fraud-monitor-violations",')
     )
     code, _, err = run(["line", "validate", str(path), "--project", str(project)], capsys)
     assert (code, err) == (0, "")
@@ -257,7 +257,7 @@ def test_add_changes_nothing_when_anything_is_wrong(
     assert (code, out) == (2, "")
     assert err.strip() == (
         f"closedloop: {project / 'samconfig.toml'} has no [default.deploy.parameters]: "
-        "`sam deploy --config-env default` would not deploy with it; pass --config-env with one that does (dev, prod)"
+        "`sam deploy --config-env default` would not deploy with it; pass --config-env with one that does (dev, prod, staging)"
     )
     assert not (project / LINES_DIR / "fraud.json").exists() and not (project / LINES_DIR / "upsell.json").exists()
     assert (project / "samconfig.toml").read_text() == samconfig
@@ -389,10 +389,10 @@ def test_list_shows_each_env_s_lines_with_their_resource_names(
         (f"{LINES_DIR}/loans.json", True),
     ]
     envs = {env["config_env"]: env for env in listing["config_envs"]}
-    assert set(envs) == {"dev", "prod"}
+    assert set(envs) == {"dev", "staging", "prod"}
     assert envs["dev"]["model_lines"] == ["loans", "fraud"] and not envs["dev"]["from_template_default"]
     for listed, owned in (
-        (envs["dev"]["resources"][1], LineResources.of("closedloop-dev", "raw/", "fraud")),
+        (envs["dev"]["resources"][1], LineResources.of("closedloop", "raw/", "fraud")),
         (envs["prod"]["resources"][0], LineResources.of("closedloop", "raw/", "loans")),
     ):
         assert listed == {
@@ -409,7 +409,7 @@ def test_list_shows_each_env_s_lines_with_their_resource_names(
     code, out, _ = run(["line", "list", "--project", str(project)], capsys)
     assert "config env dev (stack closedloop-dev): ModelLines loans,fraud" in out
     assert "  ghost — NO VALID FILE: the stack cannot serve it" in out
-    assert "    drift schedule       closedloop-dev-fraud-drift" in out
+    assert "    drift schedule       closedloop-fraud-drift" in out
 
 
 def test_schema_prints_the_checked_in_schema(capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,3 +52,21 @@ def test_main_deploys_to_dev_with_oidc_and_upserts_the_pipeline() -> None:
     assert job["steps"].index(credentials) < next(
         i for i, s in enumerate(job["steps"]) if "make build" in s.get("run", "")
     )
+
+
+def test_the_stages_deploy_after_dev_each_with_its_own_account_role_and_environment() -> None:
+    job = load()["jobs"]["deploy-stages"]
+    assert job["needs"] == "deploy-dev" and "vars.STAGING_ACCOUNT_ID" in job["if"]
+    assert job["strategy"]["matrix"]["stage"] == ["staging", "prod"] and job["strategy"]["max-parallel"] == 1
+    assert job["environment"] == "${{ matrix.stage }}"  # prod's reviewers guard its stack
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    (credentials,) = [
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    ]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"  # the environment's
+    (deploy,) = [c for c in runs(job) if "sam deploy" in c]
+    for parameter in ("BuildAccountId=", "BuildArtifactsBucket=", "PromoteFromAccountId=", "Approvers="):
+        assert parameter in deploy
+    assert '--config-env "$STAGE"' in deploy
+    dev = load()["jobs"]["deploy-dev"]
+    assert "StageAccountIds=" in next(c for c in runs(dev) if "sam deploy --config-env dev" in c)

@@ -68,8 +68,8 @@ def test_one_account_has_no_cross_account_grant() -> None:
     assert [name for name in CROSS_ACCOUNT if name in resources] == []
     groups = [r for r in resources.values() if r["Type"] == "AWS::SageMaker::ModelPackageGroup"]
     assert groups and all("ModelPackageGroupPolicy" not in g["Properties"] for g in groups)
-    bucket = resources["ArtifactsBucketPolicy"]["Properties"]["PolicyDocument"]
-    assert accounts_named(bucket) == set()
+    for policy in ("ArtifactsBucketPolicy", "DataBucketPolicy"):
+        assert accounts_named(resources[policy]["Properties"]["PolicyDocument"]) == set()
 
 
 def test_the_stack_that_trains_grants_its_stages_only() -> None:
@@ -86,6 +86,11 @@ def test_the_stack_that_trains_grants_its_stages_only() -> None:
     (grant,) = [s for s in statements if s.get("Sid") == "StageAccountsReadModelArchives"]
     assert grant["Principal"] == {"AWS": [STAGING, PROD]} and grant["Action"] == "s3:GetObject"
     assert grant["Resource"].endswith("/pipelines/*")
+    # And of the data bucket, the run's manifest and PII report only (the approver's evidence), never data
+    statements = resources["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (evidence,) = [s for s in statements if s.get("Sid") == "StageAccountsReadRunEvidence"]
+    assert evidence["Principal"] == {"AWS": [STAGING, PROD]} and evidence["Action"] == "s3:GetObject"
+    assert [r.rsplit("/", 1)[1] for r in evidence["Resource"]] == ["manifest.json", "pii_report.json"]
     # And only they may put events on its bus, and route 8's rule takes them from them only
     bus = resources["StageEventsBusPolicy"]["Properties"]["Statement"]
     assert bus["Principal"] == {"AWS": [STAGING, PROD]} and bus["Action"] == "events:PutEvents"
