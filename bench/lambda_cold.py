@@ -260,6 +260,26 @@ def _drift_run(url: str) -> tuple[dict[str, Any], dict[str, str]]:
     return schedule_event(), {}
 
 
+STAGE_ENV = {"STAGE_ACCOUNT_IDS": "222222222222"}
+
+
+def _stage_change(url: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The build stack's route 8: staging reports a version live there (recorded in the ledger)."""
+    import json
+    import uuid
+
+    _fresh_stack(url, STAGE_ENV)
+    event = json.loads((ROOT / "events" / "stage_change_live.json").read_text())
+    source = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/closedloop-loans/3"
+    event.update(id=str(uuid.uuid4()), account="222222222222", region="eu-west-1", time=datetime.now(UTC).isoformat())
+    event["detail"].update(
+        stage="staging",
+        source_model_package_arn=source,
+        model_package_arn=source.replace("123456789012", "222222222222"),
+    )
+    return event, STAGE_ENV
+
+
 # Each route's world and event: what its first call does on AWS (outcome in the figure's detail).
 WORLDS: dict[str, Callable[[str], tuple[dict[str, Any], dict[str, str]]]] = {
     "start_data_prep": _data_arrival,
@@ -269,6 +289,7 @@ WORLDS: dict[str, Callable[[str], tuple[dict[str, Any], dict[str, str]]]] = {
     "record_deployment": _endpoint_changed,
     "start_retraining": _alarm,
     "drift_monitor": _drift_run,
+    "promote_model": _stage_change,
 }
 
 
