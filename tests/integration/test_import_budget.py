@@ -29,6 +29,7 @@ BUILT_AT_IMPORT = {
     "approval_gate": {SETTINGS},
     "deploy_model": {SETTINGS},
     "drift_monitor": {SETTINGS},
+    "promote_model": {SETTINGS},
     "record_deployment": {SETTINGS},
     "start_data_prep": {SETTINGS},
     "start_retraining": {SETTINGS},
@@ -39,7 +40,8 @@ EVENT_MODULES = {
     "approval_gate": {"base", "pipeline"},
     "deploy_model": {"base", "registry", "sqs"},
     "drift_monitor": {"base", "scheduler"},
-    "record_deployment": {"base", "endpoint"},
+    "promote_model": {"base", "stage"},
+    "record_deployment": {"base", "endpoint", "stage"},  # and the stage change it announces
     "start_data_prep": {"base", "s3", "sqs"},
     "start_retraining": {"base", "cloudwatch"},
     "start_training": {"base", "jobs"},
