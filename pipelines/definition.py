@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the closedloop training pipeline with the SageMaker Python SDK (v3) and write its JSON definition.
 
-    Train ──▶ Evaluate (evaluation.json, bias.json, lineage.json) ──┐
-          └─▶ Baseline (baseline.json) ─────────────────────────────┴─▶ Register (PendingManualApproval)
+    Dataset (point-in-time from the line's feature group) ──▶ Train ──▶ Evaluate, Baseline,
+    ClarifyInputs ──▶ ClarifyModel, DataBias, ModelBias, ModelExplainability ──▶ Register
+    (PendingManualApproval, with the Clarify reports as its metrics and drift-check baselines)
 
 Two ways to run it:
 
@@ -44,9 +45,10 @@ from typing import Any
 
 import boto3
 from sagemaker.core import image_uris
+from sagemaker.core.clarify import BiasConfig, DataConfig, ModelConfig, ModelPredictedLabelConfig, SHAPConfig
 from sagemaker.core.drift_check_baselines import DriftCheckBaselines
 from sagemaker.core.metadata_properties import MetadataProperties
-from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.model_metrics import FileSource, MetricsSource, ModelMetrics
 from sagemaker.core.processing import ScriptProcessor
 from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
@@ -54,6 +56,13 @@ from sagemaker.core.workflow.functions import Join, JsonGet
 from sagemaker.core.workflow.parameters import ParameterString
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
+from sagemaker.mlops.workflow.clarify_check_step import (
+    ClarifyCheckStep,
+    DataBiasCheckConfig,
+    ModelBiasCheckConfig,
+    ModelExplainabilityCheckConfig,
+)
 from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.pipeline import Pipeline
 from sagemaker.mlops.workflow.retry import (
@@ -81,6 +90,11 @@ PROCESSING = "/opt/ml/processing"
 
 # Step names: the approval gate finds the registered version through the RegisterModel step.
 TRAIN, EVALUATE, BASELINE, REGISTER = "Train", "Evaluate", "Baseline", "Register"
+DATASET = "Dataset"
+# SageMaker Clarify: the run's check inputs, the model Clarify's shadow endpoint serves, the three checks.
+CLARIFY_INPUTS, CLARIFY_MODEL = "ClarifyInputs", "ClarifyModel"
+DATA_BIAS, MODEL_BIAS, EXPLAINABILITY = "DataBias", "ModelBias", "ModelExplainability"
+CLARIFY_CONFIG_INPUT = "/opt/ml/processing/input/config"  # where the Clarify container reads analysis_config.json
 HYPERPARAMETERS = {"algorithm": "logistic", "seed": 7, "test-fraction": 0.25, "split-key": "auto"}
 
 
@@ -218,8 +232,11 @@ def job_retries() -> list[Any]:
     ]
 
 
-def train_step(config: PipelineConfig, session: Any, params: Parameters, image: str, version: str) -> TrainingStep:
-    """Script mode of the scikit-learn container: `sagemaker_program` from `sagemaker_submit_directory`."""
+def train_step(
+    config: PipelineConfig, session: Any, params: Parameters, image: str, version: str, data: Any
+) -> TrainingStep:
+    """Script mode of the scikit-learn container: `sagemaker_program` from `sagemaker_submit_directory`;
+    `data` is the training set (the Dataset step's output)."""
     hyperparameters = {name: json.dumps(value) for name, value in HYPERPARAMETERS.items()}
     trainer = ModelTrainer(
         training_image=image,
@@ -241,7 +258,7 @@ def train_step(config: PipelineConfig, session: Any, params: Parameters, image: 
         },
         output_data_config=OutputDataConfig(s3_output_path=execution_uri(config, "train")),
         input_data_config=[
-            InputData(channel_name="train", data_source=params.input_data, content_type="text/csv"),
+            InputData(channel_name="train", data_source=data, content_type="text/csv"),
             InputData(channel_name="manifest", data_source=params.prepared_manifest, content_type="application/json"),
         ],
     )
@@ -250,6 +267,22 @@ def train_step(config: PipelineConfig, session: Any, params: Parameters, image: 
         step_args=trainer.train(),
         description="Fit the model on the prepared data; hold out a share of it by a keyed hash",
         retry_policies=job_retries(),
+    )
+
+
+def script_processor(
+    config: PipelineConfig, session: Any, params: Parameters, image: str, name: str
+) -> ScriptProcessor:
+    """A step script's Processing job: `python3` in the scikit-learn image, as the pipeline's role."""
+    return ScriptProcessor(
+        image_uri=image,
+        command=["python3"],
+        role=config.role_arn,
+        instance_count=1,
+        instance_type=params.processing_instance,
+        max_runtime_in_seconds=config.max_runtime_s,
+        sagemaker_session=session,
+        base_job_name=f"{config.name}-{name.lower()}",
     )
 
 
@@ -266,21 +299,14 @@ def processing_step(
     arguments: list[Any],
     description: str,
     property_files: list[PropertyFile] | None = None,
+    data: Any = None,
 ) -> ProcessingStep:
-    """A step script in a Processing job: the model and the prepared data in, one output directory out.
+    """A step script in a Processing job: the model and the data (`data`, else the prepared data) in, one
+    output directory out.
 
     Paths are passed as arguments (not left to the scripts' defaults), so a local runner can map them.
     """
-    processor = ScriptProcessor(
-        image_uri=image,
-        command=["python3"],
-        role=config.role_arn,
-        instance_count=1,
-        instance_type=params.processing_instance,
-        max_runtime_in_seconds=config.max_runtime_s,
-        sagemaker_session=session,
-        base_job_name=f"{config.name}-{name.lower()}",
-    )
+    processor = script_processor(config, session, params, image, name)
 
     def s3_input(input_name: str, uri: Any) -> ProcessingInput:
         return ProcessingInput(
@@ -299,7 +325,7 @@ def processing_step(
         name=name,
         step_args=processor.run(
             code=str(STEPS_RELATIVE / script),
-            inputs=[s3_input("model", model_data), s3_input("data", params.input_data)],
+            inputs=[s3_input("model", model_data), s3_input("data", params.input_data if data is None else data)],
             outputs=[
                 ProcessingOutput(
                     output_name=output,
@@ -318,6 +344,142 @@ def processing_step(
     )
 
 
+def clarify_model_step(config: PipelineConfig, session: Any, image: str, model_data: Any) -> ModelStep:
+    """The trained model as a SageMaker Model: Clarify's model checks serve it on a shadow endpoint."""
+    builder = ModelBuilder(
+        s3_model_data_url=model_data,
+        image_uri=image,
+        role_arn=config.role_arn,
+        sagemaker_session=session,
+        env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+    )
+    return ModelStep(
+        name=CLARIFY_MODEL,
+        step_args=builder.build(),
+        description="The trained model, for the shadow endpoint of Clarify's model bias and explainability checks",
+        retry_policies=[throttling_retries()],
+    )
+
+
+@dataclass(frozen=True)
+class ClarifyChecks:
+    """The three Clarify check steps and where the run's own analysis configurations are."""
+
+    data_bias: ClarifyCheckStep
+    model_bias: ClarifyCheckStep
+    explainability: ClarifyCheckStep
+    inputs_dir: Any
+
+    def config_file(self, check: str) -> FileSource:
+        return FileSource(content_type="application/json", s3_uri=analysis_config_uri(self.inputs_dir, check))
+
+
+def analysis_config_uri(inputs_dir: Any, check: str) -> Join:
+    """Where ClarifyInputs writes a check's analysis configuration for the run."""
+    return Join(on="/", values=[inputs_dir, check, "config", "analysis_config.json"])
+
+
+def clarify_checks(
+    config: PipelineConfig, session: Any, params: Parameters, inputs: ProcessingStep, model: ModelStep
+) -> ClarifyChecks:
+    """Clarify's data bias, model bias and model explainability (Kernel SHAP) checks, built with the SDK.
+
+    The pipeline serves every model line, and each line has its own label, protected attribute and
+    features, which an analysis configuration must name: the ClarifyInputs step writes each check's
+    configuration and dataset for the run (`steps/clarify_inputs.py`), and each check's
+    `analysis_config` input reads that file instead of the one the SDK uploads at generation (whose
+    label and facet are placeholders). The checks compute and register a new baseline and never
+    fail the run on a violation: the approval gate judges the figures (docs/governance.md).
+    """
+    inputs_dir = inputs.properties.ProcessingOutputConfig.Outputs["clarify"].S3Output.S3Uri
+    job = CheckJobConfig(
+        role=config.role_arn,
+        instance_count=1,
+        instance_type=config.processing_instance_type,
+        volume_size_in_gb=30,
+        max_runtime_in_seconds=config.max_runtime_s,
+        base_job_name=f"{config.name}-clarify",
+        sagemaker_session=session,
+    )
+    placeholder_label, placeholder_facet = "label", "protected_attribute"  # replaced by the run's configuration
+    bias = BiasConfig(label_values_or_threshold=["1"], facet_name=placeholder_facet)
+    model_config = ModelConfig(
+        model_name=model.properties.ModelName,
+        instance_type=config.inference_instance_type,
+        instance_count=1,
+        content_type="text/csv",
+        accept_type="text/csv",
+    )
+
+    def data(check: str) -> DataConfig:
+        return DataConfig(
+            s3_data_input_path=Join(on="/", values=[inputs_dir, check, "dataset"]),
+            s3_output_path=execution_uri(config, "clarify", check),
+            s3_analysis_config_output_path=f"s3://{config.bucket}/{config.prefix}/clarify-config/{check}",
+            label=placeholder_label,
+            dataset_type="text/csv",
+        )
+
+    def step(name: str, check: str, clarify_config: Any, description: str) -> ClarifyCheckStep:
+        built = ClarifyCheckStep(
+            name=name,
+            clarify_check_config=clarify_config,
+            check_job_config=job,
+            skip_check=True,
+            fail_on_violation=False,
+            register_new_baseline=True,
+            model_package_group_name=params.model_group,
+            description=description,
+            depends_on=[inputs],
+        )
+        # The run's configuration (label, facet, headers of this model line), written by ClarifyInputs.
+        built._processing_params["config_input"] = ProcessingInput(
+            input_name="analysis_config",
+            s3_input=ProcessingS3Input(
+                s3_uri=analysis_config_uri(inputs_dir, check),
+                local_path=CLARIFY_CONFIG_INPUT,
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_compression_type="None",
+            ),
+        )
+        return built
+
+    return ClarifyChecks(
+        data_bias=step(
+            DATA_BIAS,
+            "data-bias",
+            DataBiasCheckConfig(data_config=data("data-bias"), data_bias_config=bias, methods="all"),
+            "Clarify pre-training bias of the training rows (CI, DPL, KL, JS, LP, TVD, KS, CDDL)",
+        ),
+        model_bias=step(
+            MODEL_BIAS,
+            "model-bias",
+            ModelBiasCheckConfig(
+                data_config=data("model-bias"),
+                data_bias_config=bias,
+                model_config=model_config,
+                model_predicted_label_config=ModelPredictedLabelConfig(probability_threshold=0.5),
+                methods="all",
+            ),
+            "Clarify post-training bias of the model on the held-out rows (DI, DPPL, ...)",
+        ),
+        explainability=step(
+            EXPLAINABILITY,
+            "explainability",
+            ModelExplainabilityCheckConfig(
+                data_config=data("explainability"),
+                model_config=model_config,
+                explainability_config=SHAPConfig(
+                    num_samples=100, num_clusters=10, agg_method="mean_abs", save_local_shap_values=False, seed=7
+                ),
+            ),
+            "Clarify Kernel SHAP attributions of the model on a sample of the held-out rows",
+        ),
+        inputs_dir=inputs_dir,
+    )
+
+
 def register_step(
     config: PipelineConfig,
     session: Any,
@@ -325,6 +487,7 @@ def register_step(
     image: str,
     version: str,
     steps: tuple[TrainingStep, ProcessingStep, ProcessingStep, PropertyFile],
+    clarify: ClarifyChecks,
 ) -> ModelStep:
     """A version in the model group, PendingManualApproval, with its evidence and lineage."""
     train, evaluate, baseline, lineage_file = steps
@@ -333,6 +496,14 @@ def register_step(
 
     def report(directory: Any, name: str) -> MetricsSource:
         return MetricsSource(content_type="application/json", s3_uri=Join(on="/", values=[directory, name]))
+
+    def calculated(check: ClarifyCheckStep) -> MetricsSource:
+        return MetricsSource(content_type="application/json", s3_uri=check.properties.CalculatedBaselineConstraints)
+
+    def used(check: ClarifyCheckStep) -> MetricsSource:
+        return MetricsSource(
+            content_type="application/json", s3_uri=check.properties.BaselineUsedForDriftCheckConstraints
+        )
 
     def lineage_value(name: str) -> JsonGet:
         return JsonGet(step_name=evaluate.name, property_file=lineage_file, json_path=name)
@@ -353,11 +524,23 @@ def register_step(
             inference_instances=[config.inference_instance_type],
             transform_instances=[config.inference_instance_type],
             approval_status="PendingManualApproval",
+            # Clarify's own reports (analysis.json) as the version's bias and explainability metrics
+            # and baselines, so Studio shows them with the version; evaluate.py's bias.json is still
+            # written next to evaluation.json.
             model_metrics=ModelMetrics(
                 model_statistics=report(evaluation_dir, "evaluation.json"),
-                bias_post_training=report(evaluation_dir, "bias.json"),
+                bias_pre_training=calculated(clarify.data_bias),
+                bias_post_training=calculated(clarify.model_bias),
+                explainability=calculated(clarify.explainability),
             ),
-            drift_check_baselines=DriftCheckBaselines(model_data_statistics=report(baseline_dir, "baseline.json")),
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=report(baseline_dir, "baseline.json"),
+                bias_config_file=clarify.config_file("model-bias"),
+                bias_pre_training_constraints=used(clarify.data_bias),
+                bias_post_training_constraints=used(clarify.model_bias),
+                explainability_constraints=used(clarify.explainability),
+                explainability_config_file=clarify.config_file("explainability"),
+            ),
             metadata_properties=MetadataProperties(
                 commit_id=version, repository="closedloop", generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN
             ),
@@ -370,11 +553,50 @@ def register_step(
                 lineage.TRIGGER_REASON: lineage_value("trigger_reason"),
                 lineage.PREP_RUN_ID: lineage_value("prep_run_id"),
                 lineage.DATASET: lineage_value("dataset"),
+                lineage.FEATURE_DATASET: lineage_value("feature_dataset"),
             },
         ),
         description="A new version in the model group, pending the approval gate",
         retry_policies=[throttling_retries()],
-        depends_on=[evaluate, baseline],
+        depends_on=[evaluate, baseline, clarify.data_bias, clarify.model_bias, clarify.explainability],
+    )
+
+
+def dataset_step(config: PipelineConfig, session: Any, params: Parameters, image: str) -> ProcessingStep:
+    """The training set, from the line's feature group point-in-time (the prepared rows, for a line with none):
+    `pipelines/steps/dataset.py`, reading the run's prepared manifest and the offline store itself."""
+    processor = script_processor(config, session, params, image, DATASET)
+    return ProcessingStep(
+        name=DATASET,
+        step_args=processor.run(
+            code=str(STEPS_RELATIVE / "dataset.py"),
+            # the manifest as an input, not an argument: a Processing job's arguments hold 256 characters
+            inputs=[
+                ProcessingInput(
+                    input_name="manifest",
+                    s3_input=ProcessingS3Input(
+                        s3_uri=params.prepared_manifest,
+                        local_path=f"{PROCESSING}/manifest",
+                        s3_data_type="S3Prefix",
+                        s3_input_mode="File",
+                        s3_data_distribution_type="FullyReplicated",
+                    ),
+                )
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="dataset",
+                    s3_output=ProcessingS3Output(
+                        s3_uri=execution_uri(config, "dataset"),
+                        local_path=f"{PROCESSING}/dataset",
+                        s3_upload_mode="EndOfJob",
+                    ),
+                )
+            ],
+            arguments=["--manifest", f"{PROCESSING}/manifest/manifest.json", "--output", f"{PROCESSING}/dataset"],
+        ),
+        description="The training set from the line's feature group, point-in-time correct (or its prepared rows)",
+        retry_policies=job_retries(),
     )
 
 
@@ -386,7 +608,9 @@ def build_pipeline(config: PipelineConfig, session: Any) -> Pipeline:
         "sklearn", region=config.region, version=SKLEARN_VERSION, py_version="py3", image_scope="training"
     )
     params = Parameters.declare(config)
-    train = train_step(config, session, params, image, version)
+    dataset = dataset_step(config, session, params, image)
+    data = dataset.properties.ProcessingOutputConfig.Outputs["dataset"].S3Output.S3Uri
+    train = train_step(config, session, params, image, version, data)
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts
     lineage_file = PropertyFile(name="Lineage", output_name="evaluation", path="lineage.json")
     evaluate = processing_step(
@@ -395,10 +619,18 @@ def build_pipeline(config: PipelineConfig, session: Any) -> Pipeline:
         params,
         image,
         name=EVALUATE,
+        data=data,
         script="evaluate.py",
         output="evaluation",
         model_data=model_data,
-        arguments=["--seed", "7", "--importance-repeats", "5"],
+        arguments=[
+            "--seed",
+            "7",
+            "--importance-repeats",
+            "5",
+            "--lineage",
+            Join(on="", values=["feature_dataset=", data, "/dataset.json"]),
+        ],
         description="Quality, bias (Clarify format) and feature importance on the held-out rows",
         property_files=[
             PropertyFile(name="Evaluation", output_name="evaluation", path="evaluation.json"),
@@ -411,17 +643,46 @@ def build_pipeline(config: PipelineConfig, session: Any) -> Pipeline:
         params,
         image,
         name=BASELINE,
+        data=data,
         script="baseline.py",
         output="baseline",
         model_data=model_data,
         arguments=["--seed", "7", "--sample-size", "1000"],
         description="Per-feature and prediction statistics the drift monitor compares against",
     )
-    register = register_step(config, session, params, image, version, (train, evaluate, baseline, lineage_file))
+    clarify_inputs = processing_step(
+        config,
+        session,
+        params,
+        image,
+        name=CLARIFY_INPUTS,
+        data=data,
+        script="clarify_inputs.py",
+        output="clarify",
+        model_data=model_data,
+        arguments=["--seed", "7", "--explain-rows", "300", "--instance-type", config.inference_instance_type],
+        description="Each Clarify check's dataset and analysis configuration for this model line",
+    )
+    clarify_model = clarify_model_step(config, session, image, model_data)
+    clarify = clarify_checks(config, session, params, clarify_inputs, clarify_model)
+    register = register_step(
+        config, session, params, image, version, (train, evaluate, baseline, lineage_file), clarify
+    )
     return Pipeline(
         name=config.name,
         parameters=params.all(),
-        steps=[train, evaluate, baseline, register],
+        steps=[
+            dataset,
+            train,
+            evaluate,
+            baseline,
+            clarify_inputs,
+            clarify_model,
+            clarify.data_bias,
+            clarify.model_bias,
+            clarify.explainability,
+            register,
+        ],
         sagemaker_session=session,
         pipeline_experiment_config=None,
     )

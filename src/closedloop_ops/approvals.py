@@ -13,6 +13,7 @@ rollout route reacts to the status change and decides, by its own rules, whether
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from closedloop.line import LineResources
 
 PENDING = "PendingManualApproval"
+SHOWN_CLARIFY_ATTRIBUTIONS = 5
 APPROVED = "Approved"
 REJECTED = "Rejected"
 MAX_DESCRIPTION = 1024
@@ -202,6 +204,9 @@ class VersionEvidence(BaseModel):
     quality_problem: str | None = None
     bias: list[dict[str, Any]] = Field(default_factory=list)
     bias_problem: str | None = None
+    bias_source: str | None = None  # "clarify" (analysis.json) or "evaluate" (bias.json, older versions)
+    attributions: list[dict[str, Any]] = Field(default_factory=list)  # feature, mean_abs_shap; largest first
+    attributions_problem: str | None = None
     pii_clean: bool | None = None
     pii_undeclared_files: int | None = None
     pii_problem: str | None = None
@@ -277,6 +282,9 @@ def evidence(stack: StackRef, version: str | int) -> VersionEvidence:
         quality_problem=found.quality_problem,
         bias=[facet.model_dump() for facet in found.bias or ()],
         bias_problem=found.bias_problem,
+        bias_source=found.bias_source,
+        attributions=[attribution.model_dump() for attribution in found.attributions or ()],
+        attributions_problem=found.attributions_problem,
         pii_clean=found.pii_clean,
         pii_undeclared_files=found.pii_undeclared_files,
         pii_problem=found.pii_problem,
@@ -304,6 +312,84 @@ def evidence(stack: StackRef, version: str | int) -> VersionEvidence:
         approval_mode=settings.approval_mode.value,
         approvers=list(settings.approvers),
     )
+
+
+def version_clarify_summary(
+    stack: StackRef, version: str | int, top: int = SHOWN_CLARIFY_ATTRIBUTIONS
+) -> dict[str, Any]:
+    """A version's Clarify reports as figures: bias metrics per facet value, the top attributions.
+
+    Reads the reports the version registers (`ModelMetrics`: `Bias.PreTrainingReport`,
+    `Bias.PostTrainingReport`, `Explainability.Report`). A version registered before the pipeline ran
+    Clarify has only the Evaluate step's `bias.json` as its post-training report (`bias_source`
+    "evaluate") and no pre-training or explainability report. Statistics and names only::
+
+        {"version": 3, "bias_source": "clarify",
+         "pre_training": {"group=B": {"CI": 0.41, "DPL": 0.02, …}},
+         "post_training": {"group=B": {"DI": 0.93, "DPPL": 0.03, …}},
+         "attributions": [{"feature": "income", "mean_abs_shap": 0.081}, …],
+         "problems": []}
+
+    Raises:
+        CliError: the version does not exist.
+    """
+    from closedloop.approval.evidence import bias_source, parse_explainability
+    from closedloop.approval.registry import GateRegistry
+    from closedloop.errors import ClosedloopError
+    from closedloop.training.prepared import read_json
+
+    arn = resolve_version(stack, version)
+    candidate = GateRegistry(stack.client("sagemaker")).describe(arn)
+    if candidate is None:
+        raise CliError(f"no model version {version}")
+    s3 = stack.client("s3")
+    problems: list[str] = []
+
+    def read(uri: str | None, what: str) -> dict[str, Any] | None:
+        if not uri:
+            return None
+        try:
+            return read_json(s3, uri, what)
+        except ClosedloopError as exc:
+            problems.append(f"the {what} could not be read: {exc.message}")
+            return None
+
+    def metrics(document: dict[str, Any] | None, section: str) -> dict[str, dict[str, float | None]] | None:
+        facets = ((document or {}).get(section) or {}).get("facets")
+        if not isinstance(facets, dict):
+            return None
+        return {
+            f"{attribute}={entry.get('value_or_threshold')}": {
+                str(m.get("name")): _figure(m.get("value")) for m in entry.get("metrics", []) if isinstance(m, dict)
+            }
+            for attribute, entries in facets.items()
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+        }
+
+    explained = read(candidate.explainability_uri, "explainability report")
+    attributions: list[dict[str, Any]] = []
+    if explained is not None:
+        try:
+            attributions = [a.model_dump() for a in parse_explainability(explained)[:top]]
+        except ValueError as exc:
+            problems.append(f"the explainability report is malformed: {exc}")
+    return {
+        "version": candidate.version,
+        "bias_source": bias_source(candidate.bias_uri),
+        "pre_training": metrics(
+            read(candidate.bias_pre_training_uri, "pre-training bias report"), "pre_training_bias_metrics"
+        ),
+        "post_training": metrics(read(candidate.bias_uri, "post-training bias report"), "post_training_bias_metrics"),
+        "attributions": attributions,
+        "problems": problems,
+    }
+
+
+def _figure(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return round(float(value), 6)
 
 
 def caller_identity(stack: StackRef) -> str:
@@ -447,7 +533,7 @@ def format_evidence(ev: VersionEvidence) -> str:
     execution = (ev.pipeline_execution or "").rsplit("/", 1)[-1] or "unknown"
     rows.append(("trained by", f"pipeline execution {execution}, trigger {ev.trigger}: {ev.trigger_reason}"))
     rows.append(("data", f"dataset {ev.dataset}, preparation run {ev.prep_run_id}"))
-    rows += _quality_rows(ev) + _bias_rows(ev)
+    rows += _quality_rows(ev) + _bias_rows(ev) + _attribution_rows(ev)
     if ev.pii_clean is None:
         rows.append(("PII report", f"MISSING: {ev.pii_problem}"))
     else:
@@ -504,7 +590,8 @@ def _bias_rows(ev: VersionEvidence) -> list[tuple[str, str]]:
         return [("bias", f"MISSING: {ev.bias_problem}")]
     limits = ev.policy_now.get("thresholds", {})
     minimum = float(limits.get("min_disparate_impact") or 0.8)
-    return [
+    source = {"clarify": "Clarify post-training report", "evaluate": "the Evaluate step's bias.json"}
+    rows = [
         (
             "bias" if index == 0 else "",
             f"{facet['attribute']}={facet['value']}: DI {_f(facet.get('di'))} "
@@ -513,6 +600,22 @@ def _bias_rows(ev: VersionEvidence) -> list[tuple[str, str]]:
         )
         for index, facet in enumerate(ev.bias)
     ]
+    if ev.bias_source in source:
+        rows.append(("", f"from the {source[ev.bias_source]}"))
+    return rows
+
+
+def _attribution_rows(ev: VersionEvidence) -> list[tuple[str, str]]:
+    """The top features by mean |SHAP| from Clarify's explainability report (evidence, not a rule)."""
+    if not ev.attributions:
+        return [("attributions", f"none: {ev.attributions_problem or 'no explainability report'}")]
+    shown = ev.attributions[:SHOWN_CLARIFY_ATTRIBUTIONS]
+    width = max(len(str(a["feature"])) for a in shown)
+    rows = [("attributions", f"top {len(shown)} of {len(ev.attributions)} features by mean |SHAP| (Clarify)")]
+    rows += [
+        ("", f"{index}. {a['feature']!s:<{width}}  {a['mean_abs_shap']:.4f}") for index, a in enumerate(shown, start=1)
+    ]
+    return rows
 
 
 def _gate_rows(ev: VersionEvidence) -> list[tuple[str, str]]:

@@ -501,7 +501,7 @@ def cmd_line_template(args: argparse.Namespace) -> int:
     if args.check:
         lines = sorted(path.stem for path in (project / LINES_DIR).glob("*.json"))
         text = (project / "template.yaml").read_text(encoding="utf-8")
-        if line_template.render(text, lines) != text:
+        if line_template.render(text, lines, project / LINES_DIR) != text:
             raise CliError("template.yaml's per-line blocks differ from the line files: run `closedloop line template`")
         print("template.yaml's per-line blocks match the line files")
         return 0

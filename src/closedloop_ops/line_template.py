@@ -39,8 +39,31 @@ def condition(line: str) -> str:
     return f'  Serves{camel(line)}: !Not [!Equals [!Join ["", !Split [",{line},", {listed}]], {listed}]]'
 
 
-def resources_block(lines: Sequence[str]) -> str:
-    parts = [_resources().replace("{line}", line).replace("{camel}", camel(line)) for line in sorted(lines)]
+def feature_group_block(line: str, directory: Path | None = None) -> str:
+    """The line's feature group (`feature_store.enabled` in its file), else nothing: its features are the
+    line's own prepared columns, so the resource is rendered from the line file (`directory/<line>.json`,
+    else the shipped one), not from a text pattern."""
+    import yaml
+
+    from closedloop.line import LineSpec, load_line
+    from closedloop_ops.feature_store import feature_group_resource
+
+    path = directory / f"{line}.json" if directory is not None else None
+    spec = (
+        LineSpec.model_validate_json(path.read_text(encoding="utf-8")) if path and path.is_file() else load_line(line)
+    )
+    if not spec.feature_store.enabled:
+        return ""
+    resource = {f"FeatureGroup{camel(line)}": feature_group_resource(line, f"Serves{camel(line)}", spec)}
+    text = yaml.safe_dump(resource, sort_keys=False, width=120, default_flow_style=False)
+    return "".join(f"  {row}\n" for row in text.splitlines())
+
+
+def resources_block(lines: Sequence[str], directory: Path | None = None) -> str:
+    parts = [
+        _resources().replace("{line}", line).replace("{camel}", camel(line)) + feature_group_block(line, directory)
+        for line in sorted(lines)
+    ]
     return "\n".join([RESOURCES_BEGIN, "\n".join(parts).rstrip("\n"), RESOURCES_END])
 
 
@@ -48,15 +71,15 @@ def conditions_block(lines: Sequence[str]) -> str:
     return "\n".join([CONDITIONS_BEGIN, *(condition(line) for line in sorted(lines)), CONDITIONS_END])
 
 
-def render(template: str, lines: Sequence[str]) -> str:
-    """`template` with its generated blocks written for `lines`.
+def render(template: str, lines: Sequence[str], directory: Path | None = None) -> str:
+    """`template` with its generated blocks written for `lines` (their files in `directory`, else the shipped).
 
     Raises:
         ValueError: the template lacks a block's markers.
     """
     for begin, end, block in (
         (CONDITIONS_BEGIN, CONDITIONS_END, conditions_block(lines)),
-        (RESOURCES_BEGIN, RESOURCES_END, resources_block(lines)),
+        (RESOURCES_BEGIN, RESOURCES_END, resources_block(lines, directory)),
     ):
         start, stop = template.find(begin), template.find(end)
         if start < 0 or stop < start:
@@ -65,10 +88,10 @@ def render(template: str, lines: Sequence[str]) -> str:
     return template
 
 
-def write(template_path: Path, lines: Sequence[str]) -> bool:
+def write(template_path: Path, lines: Sequence[str], directory: Path | None = None) -> bool:
     """Rewrite the template's generated blocks; returns whether anything changed."""
     before = template_path.read_text(encoding="utf-8")
-    after = render(before, lines)
+    after = render(before, lines, directory)
     if after != before:
         template_path.write_text(after, encoding="utf-8")
     return after != before

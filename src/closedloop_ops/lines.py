@@ -544,7 +544,7 @@ def write_template(project: Path) -> bool:
     from closedloop_ops import line_template
 
     lines = sorted(path.stem for path in (project / LINES_DIR).glob("*.json"))
-    return line_template.write(project / "template.yaml", lines)
+    return line_template.write(project / "template.yaml", lines, project / LINES_DIR)
 
 
 def run_deploy(commands: list[list[str]], project: Path) -> tuple[int, list[str] | None]:

@@ -92,10 +92,17 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
     assert demo_run["model_lines"] == ["loans", "churn"]
     # Then each line was deployed to its own endpoint; only the drifted loans line was retrained by an alarm,
     # and trained again on the drifted world's labelled data
-    assert report["model_lines"] == {
+    lines = {
+        line: {k: v for k, v in facts.items() if k in ("model_versions_deployed", "retrainings", "endpoint")}
+        for line, facts in report["model_lines"].items()
+    }
+    assert lines == {
         "loans": {"model_versions_deployed": [1, 2, 3], "retrainings": 1, "endpoint": "closedloop-loans"},
         "churn": {"model_versions_deployed": [1], "retrainings": 0, "endpoint": "closedloop-churn"},
     }
+    # And every prepared row went into its line's feature group (loans: two uploads of 3,000 rows)
+    assert report["model_lines"]["loans"]["feature_group_records"] == 6000
+    assert report["model_lines"]["churn"]["feature_group_records"] == 3000
     assert report["drifted_line"] == "loans"
     # And the top-level figures are over every line
     assert sorted(report["model_versions_deployed"]) == [1, 1, 2, 3] and report["model_versions_deployed"][-1] == 3
@@ -113,6 +120,22 @@ def test_the_loop_closes(demo_run: dict[str, Any]) -> None:
         ("closedloop-loans", "updated"),
     ]
     assert (report["side_effects_without_decision"], report["side_effects_unexplained"]) == (0, [])
+
+
+def test_every_version_carries_its_clarify_reports(demo_run: dict[str, Any]) -> None:
+    # Given every version the loop registered, of both lines
+    for line, facts in demo_run["report"]["model_lines"].items():
+        versions = facts["clarify"]
+        assert sorted(versions) == [str(v) for v in range(1, len(versions) + 1)] and versions, line
+        for version, clarify in versions.items():
+            # Then its bias figures are Clarify's own, pre- and post-training, per facet value
+            assert clarify["bias_source"] == "clarify" and clarify["problems"] == [], (line, version)
+            (post,) = clarify["post_training"].values()
+            assert 0 < post["DI"] < 5 and -1 <= post["DPPL"] <= 1
+            assert clarify["pre_training"]
+            # And its top attributions are named features with a mean |SHAP|, largest first
+            shap = [a["mean_abs_shap"] for a in clarify["attributions"]]
+            assert len(shap) == 5 and shap == sorted(shap, reverse=True) and shap[0] > 0
 
 
 def test_only_the_drifted_line_alarmed(demo_run: dict[str, Any]) -> None:

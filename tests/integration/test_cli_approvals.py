@@ -96,6 +96,10 @@ def test_an_approver_on_the_allow_list_releases_the_version(
     assert code == 0
     assert "  gate         pending by approval-policy/1 (manual mode, policy said approve) at " in out
     assert "  evaluation   auc " in out and "  PII report   clean" in out
+    # the bias figures from Clarify's post-training report, and the top features by mean |SHAP|
+    assert "  bias         group=B: DI " in out and "               from the Clarify post-training report" in out
+    assert "  attributions top 5 of 10 features by mean |SHAP| (Clarify)" in out
+    assert "               1. " in out and "               5. " in out
     assert "warning:" not in out
     assert f"approved closedloop-loans/1 (was PendingManualApproval) as {officer}" in out
     described = world.loop.client("sagemaker").describe_model_package(ModelPackageName=arn(world, 1))

@@ -86,6 +86,7 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
         "closedloop-loans-drift-features": "ALARM",
         "closedloop-loans-drift-predictions": "ALARM",
         "closedloop-loans-drift-bias": "OK",
+        "closedloop-loans-drift-attributions": "OK",
     }
     # And churn still serves its first version, trained on its upload, never retrained nor cooling down
     assert churn["live"]["version"] == 1 and churn["endpoint_status"] == "InService"
@@ -105,7 +106,10 @@ def test_status_shows_what_the_loop_did(demo: Demo, local: list[str], capsys: py
     assert "live            version 3 on closedloop-loans (InService" in loans
     assert "last training" in loans and "trigger upload: " in loans
     assert "retrain lock    free" in loans and "cooldown        until" in loans
-    assert "drift alarms    features ALARM, predictions ALARM, bias OK (closedloop-loans-drift-*)" in loans
+    assert (
+        "drift alarms    features ALARM, predictions ALARM, bias OK, attributions OK (closedloop-loans-drift-*)"
+        in loans
+    )
     assert "live            version 1 on closedloop-churn (InService" in rest
     assert "cooldown        none: an alarm may start a retraining" in rest
     assert "dead-letter queues: all empty" in rest
@@ -272,6 +276,8 @@ def test_the_evidence_is_shown_and_nothing_changes_unless_confirmed(
     for line in (
         "  evaluation   auc ",
         "  bias         group=B: DI ",
+        "               from the Clarify post-training report",
+        "  attributions top 5 of 10 features by mean |SHAP| (Clarify)",
         "  PII report   clean, 0 file(s) with undeclared PII quarantined",
         "  gate         approved by approval-policy/1 (auto mode, policy said approve) at ",
         "  policy now   approval-policy/1 says ",
@@ -331,8 +337,20 @@ def test_the_audit_covers_every_route(demo: Demo, local: list[str], capsys: pyte
     started = [r for r in rows if r["route"] == "alarm" and r["result"] == "started"]
     assert len(started) == 1 and started[0]["business_key"].startswith("alarm:closedloop-loans-drift-")
     # both lines' drift monitors ran, three times each (like traffic, drifted traffic, after the last rollout)
-    measured = [r["business_key"] for r in rows if r["route"] == "drift-monitor" and r["result"] == "published"]
+    drift = [r for r in rows if r["route"] == "drift-monitor"]
+    measured = [r["business_key"] for r in drift if r["action"] == "measure_drift" and r["result"] == "published"]
     assert sorted(measured) == ["drift:closedloop-churn"] * 3 + ["drift:closedloop-loans"] * 3
+    # and each run explained its window with a Clarify job, read by the next run: churn's two published,
+    # loans' drifted window measured after its version was replaced (recorded, not published)
+    jobs = [r["business_key"] for r in drift if r["action"] == "start_attribution_job" and r["result"] == "started"]
+    assert sorted(jobs) == sorted(measured)
+    read = sorted((r["business_key"], r["result"]) for r in drift if r["action"] == "measure_attribution_drift")
+    assert read == [
+        ("drift:closedloop-churn", "published"),
+        ("drift:closedloop-churn", "published"),
+        ("drift:closedloop-loans", "not-published"),
+        ("drift:closedloop-loans", "published"),
+    ]
     code, out, _ = run(["audit", "--since", "2999-01-01", *local], capsys)
     assert code == 0 and out.strip() == "no automated decisions since 2999-01-01"
 
@@ -539,3 +557,20 @@ def test_a_person_s_rejection_of_the_live_version_is_told_as_it_happened(
     code, text, _ = run(["status", *local], capsys)
     assert "version 3 on closedloop-loans" in text
     assert f"but the registry says Rejected; the rollout refused it at {live['rollout_verdict']['at']}: " in text
+
+
+def test_a_versions_clarify_reports_summarised_for_the_demo_report(demo: Demo) -> None:
+    from closedloop_ops.approvals import version_clarify_summary
+
+    # When the demo report asks for the Clarify figures of a version the pipeline registered
+    summary = version_clarify_summary(demo.stack_ref(), "loans/3")
+    # Then: every bias metric per facet value, pre- and post-training, and the top attributions
+    assert (summary["version"], summary["bias_source"], summary["problems"]) == (3, "clarify", [])
+    assert set(summary["pre_training"]) == set(summary["post_training"]) == {"group=B"}
+    assert {"CI", "DPL", "KL", "JS", "LP", "TVD", "KS"} <= set(summary["pre_training"]["group=B"])
+    post = summary["post_training"]["group=B"]
+    assert {"DI", "DPPL", "DCA", "DCR", "RD", "DAR", "DRR", "AD", "TE"} <= set(post)
+    assert 0.8 <= post["DI"] <= 1.25  # version 3 passed the gate's bias rule
+    shap = [a["mean_abs_shap"] for a in summary["attributions"]]
+    assert len(shap) == 5 and shap == sorted(shap, reverse=True) and shap[-1] > 0
+    assert "group" not in {a["feature"] for a in summary["attributions"]}  # the facet is never a model input

@@ -257,7 +257,8 @@ def test_add_changes_nothing_when_anything_is_wrong(
     assert (code, out) == (2, "")
     assert err.strip() == (
         f"closedloop: {project / 'samconfig.toml'} has no [default.deploy.parameters]: "
-        "`sam deploy --config-env default` would not deploy with it; pass --config-env with one that does (dev, prod, staging)"
+        "`sam deploy --config-env default` would not deploy with it; pass --config-env with one that does "
+        "(dev, prod, staging)"
     )
     assert not (project / LINES_DIR / "fraud.json").exists() and not (project / LINES_DIR / "upsell.json").exists()
     assert (project / "samconfig.toml").read_text() == samconfig

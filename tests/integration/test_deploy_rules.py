@@ -70,7 +70,7 @@ def test_other_endpoints_events_do_not() -> None:
     assert handlers(config_change) == []
 
 
-def test_each_lines_rollout_is_guarded_by_its_five_alarms_all_declared_in_the_stack() -> None:
+def test_each_lines_rollout_is_guarded_by_its_six_alarms_all_declared_in_the_stack() -> None:
     resources = template().resources
     resolver = Resolver(
         parameters={name: spec.get("Default") for name, spec in template().parameters.items()},
@@ -89,6 +89,7 @@ def test_each_lines_rollout_is_guarded_by_its_five_alarms_all_declared_in_the_st
         "closedloop-loans-drift-features",
         "closedloop-loans-drift-predictions",
         "closedloop-loans-drift-bias",
+        "closedloop-loans-drift-attributions",
     ]
     declared = {
         resolver.resolve(spec["Properties"]["AlarmName"])
@@ -96,7 +97,14 @@ def test_each_lines_rollout_is_guarded_by_its_five_alarms_all_declared_in_the_st
         if spec["Type"] == "AWS::CloudWatch::Alarm"
     }
     assert set(names) <= declared
-    assert env["APPROVAL_GATE_ROLE_ARN"] == {"Fn::GetAtt": ["ApprovalGateFunctionRole", "Arn"]}
+    # the gate's role; in a stage's stack route 8's (it releases a stage's copies by the stage policy)
+    assert env["APPROVAL_GATE_ROLE_ARN"] == {
+        "Fn::If": [
+            "ServesAStage",
+            {"Fn::GetAtt": ["PromoteModelFunctionRole", "Arn"]},
+            {"Fn::GetAtt": ["ApprovalGateFunctionRole", "Arn"]},
+        ]
+    }
     # one deployment decision at a time, in batches of one, with partial failures
     assert resources["DeployModelFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
     mapping = next(

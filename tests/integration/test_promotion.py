@@ -30,7 +30,7 @@ from closedloop.stages import StageEvents
 from closedloop_ops import moto_ext
 from closedloop_ops.moto_ext import accounts
 from support.stack import ACCOUNT as DEV
-from support.stack import REGION, stack_env
+from support.stack import REGION, create_ledger_table, stack_env
 
 STAGING, PROD, STRANGER = "222222222222", "333333333333", "444444444444"
 GROUP = "closedloop-loans"
@@ -87,22 +87,7 @@ def make_stage(account: str, **settings: str) -> StageStack:
         "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{REGION}:{account}:closedloop-test-notifications",
         **settings,
     }
-    clients["dynamodb"].create_table(
-        TableName=env["LEDGER_TABLE"],
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_day",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table(clients["dynamodb"], env["LEDGER_TABLE"])
     clients["sns"].create_topic(Name="closedloop-test-notifications")
     clients["sagemaker"].create_model_package_group(ModelPackageGroupName=GROUP)
     return StageStack(account, Settings.from_environ(env), clients, Ledger(env["LEDGER_TABLE"], clients["dynamodb"]))

@@ -93,7 +93,7 @@ def test_the_overview_lists_every_line_with_its_versions(client: Any) -> None:
     churn = text.split('id="line-churn"', 1)[1].split("</section>", 1)[0]
     assert 'href="/versions/churn/1"' in churn and 'href="/lineage?model_version=churn/1"' in churn
     assert "/versions/loans/" not in churn and "version 1 on closedloop-churn (InService" in churn
-    assert "features OK, predictions OK, bias OK (closedloop-churn-drift-*)" in churn
+    assert "features OK, predictions OK, bias OK, attributions OK (closedloop-churn-drift-*)" in churn
 
 
 def test_a_bare_version_number_is_refused_when_the_stack_serves_several_lines(client: Any) -> None:

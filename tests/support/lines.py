@@ -36,6 +36,7 @@ DRIFT_METRICS = (
     ("drift-features", "MaxFeaturePSI"),
     ("drift-predictions", "PredictionKS"),
     ("drift-bias", "BiasDrift"),
+    ("drift-attributions", "AttributionNdcg"),
 )
 
 
@@ -222,8 +223,9 @@ def retraining_lines(stack: Stack, lines: tuple[str, ...] = LINES) -> None:
                 Statistic="Maximum",
                 Period=3600,
                 EvaluationPeriods=1,
-                Threshold=0.2,
-                ComparisonOperator="GreaterThanThreshold",
+                # nDCG alarms below its threshold, the other drift metrics above theirs
+                Threshold=0.9 if metric == "AttributionNdcg" else 0.2,
+                ComparisonOperator="LessThanThreshold" if metric == "AttributionNdcg" else "GreaterThanThreshold",
                 TreatMissingData="notBreaching",
                 Tags=[{"Key": "closedloop:model-group", "Value": names.model_package_group}],
             )

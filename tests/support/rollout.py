@@ -36,6 +36,7 @@ ALARMS = (
     "closedloop-loans-drift-features",
     "closedloop-loans-drift-predictions",
     "closedloop-loans-drift-bias",
+    "closedloop-loans-drift-attributions",
 )
 IMAGE = f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
 

@@ -85,7 +85,9 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
         "ALARM_PREFIX": "closedloop-loans-",  # as the loans line binds it (closedloop.line.bind_line)
         "EXTRA_ALARM_NAMES": "",
         # the loans line's, as bind_line sets them for a service driven directly
-        "RETRAINING_ALARM_NAMES": ",".join(f"closedloop-loans-drift-{k}" for k in ("features", "predictions", "bias")),
+        "RETRAINING_ALARM_NAMES": ",".join(
+            f"closedloop-loans-drift-{k}" for k in ("features", "predictions", "bias", "attributions")
+        ),
         "MAX_ALARM_AGE_SECONDS": "3600",
         "RETRAIN_COOLDOWN_SECONDS": "21600",
         "DRIFT_METRICS_NAMESPACE": "closedloop/Drift",
@@ -94,7 +96,28 @@ def stack_env(engine: str = "processing") -> dict[str, str]:
         "DRIFT_PSI_THRESHOLD": "0.2",
         "DRIFT_KS_THRESHOLD": "0.15",
         "BIAS_DRIFT_THRESHOLD": "0.1",
+        "ATTRIBUTION_NDCG_THRESHOLD": "0.9",
     }
+
+
+def create_ledger_table(ddb: Any, name: str) -> None:
+    """The ledger table as the template declares it (keys and the `by_day` index)."""
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in ("pk", "sk", "gsi1pk", "gsi1sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_day",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
 
 
 def provision(env: dict[str, str]) -> Stack:
@@ -110,24 +133,7 @@ def provision(env: dict[str, str]) -> Stack:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=settings.ledger_table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_day",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table(ddb, settings.ledger_table)
     ddb.create_table(
         TableName=settings.idempotency_table,
         BillingMode="PAY_PER_REQUEST",
@@ -138,6 +144,7 @@ def provision(env: dict[str, str]) -> Stack:
     boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name=settings.pseudonymisation_secret_arn, SecretString=secrets.token_hex(32)
     )
+    create_feature_groups(settings)
     if settings.glue_job_name:
         boto3.client("glue", region_name=REGION).create_job(
             Name=settings.glue_job_name,
@@ -168,3 +175,28 @@ def notification_inbox(settings: Settings, queue_name: str) -> Callable[[], list
         return [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
 
     return read
+
+
+def create_feature_groups(settings: Settings) -> list[str]:
+    """Each served line's feature group (`feature_store.enabled`), as the template declares it."""
+    from closedloop.featurestore import build_create_feature_group_request
+    from closedloop.line import LineResources, load_line
+
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    created = []
+    for name in settings.model_lines:
+        line = load_line(name)
+        if not line.feature_store.enabled:
+            continue
+        group = LineResources.of("closedloop", settings.raw_prefix, name).feature_group
+        sagemaker.create_feature_group(
+            **build_create_feature_group_request(
+                line.feature_store,
+                line.dataset_policy(),
+                name=group,
+                offline_s3_uri=f"s3://{settings.data_bucket}/feature-store",
+                role_arn=f"arn:aws:iam::{ACCOUNT}:role/closedloop-test-FeatureStoreRole",
+            )
+        )
+        created.append(group)
+    return created

@@ -238,6 +238,56 @@ def bias_report(di: float | None = 0.94, dppl: float | None = 0.046) -> dict[str
     }
 
 
+def clarify_post_training_report(di: float | None = 0.97, dppl: float | None = 0.02) -> dict[str, Any]:
+    """Clarify's post-training `analysis.json` (its documented shape: more metrics than DI and DPPL)."""
+    metrics = [
+        {"name": "AD", "description": "Accuracy Difference (AD)", "value": 0.01},
+        {"name": "DI", "description": "Disparate Impact (DI)", "value": di},
+        {"name": "DPPL", "description": "Difference in Positive Proportions in Predicted Labels (DPPL)", "value": dppl},
+        {"name": "CDDPL", "description": "Conditional Demographic Disparity in Predicted Labels (CDDPL)",
+         "value": None, "error": "Group variable is empty or not provided"},
+    ]  # fmt: skip
+    return {
+        "version": "1.0",
+        "post_training_bias_metrics": {
+            "label": "approved",
+            "label_value_or_threshold": "1",
+            "facets": {"group": [{"value_or_threshold": "B", "metrics": metrics}]},
+        },
+    }
+
+
+def clarify_pre_training_report(ci: float = 0.4, dpl: float = 0.03) -> dict[str, Any]:
+    return {
+        "version": "1.0",
+        "pre_training_bias_metrics": {
+            "label": "approved",
+            "label_value_or_threshold": "1",
+            "facets": {
+                "group": [
+                    {
+                        "value_or_threshold": "B",
+                        "metrics": [
+                            {"name": "CI", "description": "Class Imbalance (CI)", "value": ci},
+                            {"name": "DPL", "description": "Difference in Positive Proportions in Labels (DPL)",
+                             "value": dpl},
+                        ],
+                    }
+                ]
+            },
+        },
+    }  # fmt: skip
+
+
+def clarify_explainability_report(values: dict[str, float] | None = None) -> dict[str, Any]:
+    """Clarify's explainability `analysis.json`: global SHAP values (mean |SHAP|) of the one score, `label0`."""
+    shap = values or {"income": 0.021, "loan_amount": 0.084, "late_payments": 0.047, "age": 0.003}
+    return {
+        "version": "1.0",
+        "explanations": {"kernel_shap": {"label0": {"global_shap_values": shap, "expected_value": 0.61}}},
+    }
+
+
 def start_execution(pipeline: str = PIPELINE, token: str = "", group: str = "closedloop-loans") -> str:
     """An execution of the shared pipeline for a line's model group (as routes 2 and 6 start them)."""
     request: dict[str, Any] = {
@@ -264,8 +314,13 @@ def register_version(
     write_evaluation: bool = True,
     write_bias: bool = True,
     metadata: dict[str, str] | None = None,
+    clarify: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """A version as the pipeline's Register step creates it, with its reports in the artifacts bucket."""
+    """A version as the pipeline's Register step creates it, with its reports in the artifacts bucket.
+
+    `clarify` ({"data-bias"|"model-bias"|"explainability": analysis.json}) registers Clarify's reports
+    as the pipeline does since it runs Clarify: the post-training report is then Clarify's, not bias.json.
+    """
     sm = boto3.client("sagemaker", region_name=REGION)
     with contextlib.suppress(sm.exceptions.ClientError):  # created by an earlier version
         sm.create_model_package_group(ModelPackageGroupName=group)
@@ -295,6 +350,18 @@ def register_version(
             }
         )
     lineage_metadata.update(metadata or {})
+    bias_metrics: dict[str, Any] = {"PostTrainingReport": {"ContentType": "application/json", "S3Uri": bias_uri}}
+    explainability: dict[str, Any] = {}
+    for check, document in (clarify or {}).items():
+        key = f"{prefix}/clarify/{check}/analysis.json"
+        put_json(bucket, key, document)
+        source = {"ContentType": "application/json", "S3Uri": f"s3://{bucket}/{key}"}
+        if check == "data-bias":
+            bias_metrics["PreTrainingReport"] = source
+        elif check == "model-bias":
+            bias_metrics["PostTrainingReport"] = source
+        else:
+            explainability = {"Explainability": {"Report": source}}
     arn: str = sm.create_model_package(
         ModelPackageGroupName=group,
         InferenceSpecification={
@@ -305,7 +372,8 @@ def register_version(
         ModelApprovalStatus="PendingManualApproval",
         ModelMetrics={
             "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}},
-            "Bias": {"PostTrainingReport": {"ContentType": "application/json", "S3Uri": bias_uri}},
+            "Bias": bias_metrics,
+            **explainability,
         },
         DriftCheckBaselines={
             "ModelDataQuality": {

@@ -253,3 +253,41 @@ def test_function_policies_are_scoped(template: Template) -> None:
     retrain = {s.get("Sid"): s for s in _statements(template, "StartRetrainingFunctionRole")}
     pipeline = retrain["StartTrainingPipeline"]["Resource"]["Fn::Sub"]
     assert pipeline.endswith(":pipeline/${ResourcePrefix}-training")
+
+
+def test_the_attribution_alarm_fires_below_sagemakers_ndcg_threshold_and_retrains(template: Template) -> None:
+    # Given the loans line's attribution drift alarm, resolved with the template's defaults
+    alarm = resolver(template).resolve(props(template, "DriftAttributionsAlarmLoans"))
+    settings = LineCatalog(Settings.from_environ(stack_env())).settings_for("loans")
+    # Then it watches the monitor's AttributionNdcg of the line's endpoint and alarms below 0.9
+    assert alarm["AlarmName"] == "closedloop-loans-drift-attributions"
+    assert alarm["AlarmName"] in settings.retraining_alarm_names and alarm["AlarmName"] in settings.rollback_alarm_names
+    assert (alarm["Namespace"], alarm["MetricName"]) == (settings.drift_metrics_namespace, "AttributionNdcg")
+    assert alarm["Dimensions"] == [{"Name": "Endpoint", "Value": settings.endpoint_name}]
+    assert (alarm["ComparisonOperator"], alarm["Statistic"], alarm["Threshold"]) == (
+        "LessThanThreshold",
+        "Minimum",
+        0.9,
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert template.parameters["AttributionNdcgThreshold"]["Default"] == 0.9
+    # And the retraining rule's name pattern takes it, as it takes the other drift alarms
+    assert fnmatch(alarm["AlarmName"], "closedloop-*-drift-*")
+
+
+def test_the_monitor_may_start_only_its_attribution_jobs_with_the_pipelines_role(template: Template) -> None:
+    drift = {s.get("Sid"): s for s in _statements(template, "DriftMonitorFunctionRole")}
+    jobs = drift["RunAttributionJobs"]
+    assert set(jobs["Action"]) == {
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        "sagemaker:AddTags",
+    }
+    assert jobs["Resource"]["Fn::Sub"].endswith(":processing-job/${ResourcePrefix}-attr-*")
+    passed = drift["PassAttributionJobRole"]
+    assert passed["Resource"] == {"Fn::GetAtt": ["TrainingPipelineRole", "Arn"]}
+    assert passed["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    env = props(template, "DriftMonitorFunction")["Environment"]["Variables"]
+    image = resolver(template).resolve(env["CLARIFY_IMAGE_URI"])
+    assert image == "131013547314.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-clarify-processing:1.0"
+    assert env["ATTRIBUTION_JOB_ROLE_ARN"] == {"Fn::GetAtt": ["TrainingPipelineRole", "Arn"]}

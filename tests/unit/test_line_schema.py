@@ -146,7 +146,7 @@ def test_the_onboarding_guide_names_a_line_s_resources_as_the_code_does() -> Non
         assert f"`{name}`" in guide, name
     for kind in (*DRIFT_ALARMS, *ENDPOINT_ALARMS):
         assert kind.split("-", 1)[1] in guide, kind
-    assert "`<prefix>-<line>-drift-{features,predictions,bias}`" in guide
+    assert "`<prefix>-<line>-drift-{features,predictions,bias,attributions}`" in guide
     kinds = ",".join(kind.split("-", 1)[1] for kind in ENDPOINT_ALARMS)
     assert f"`<prefix>-<line>-endpoint-{{{kinds}}}`" in guide
 

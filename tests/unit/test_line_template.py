@@ -28,9 +28,19 @@ def test_each_line_file_has_its_condition_and_every_default_line_a_file() -> Non
 
 
 def test_a_block_is_the_same_for_every_line_but_its_names() -> None:
-    # Given the blocks of two lines
-    loans = line_template.resources_block(["loans"])
-    churn = line_template.resources_block(["churn"])
+    # Given the blocks of two lines, without their feature groups (whose features are each line's own)
+    loans = line_template.resources_block(["loans"]).replace(line_template.feature_group_block("loans"), "")
+    churn = line_template.resources_block(["churn"]).replace(line_template.feature_group_block("churn"), "")
     # Then they differ only by the line's name
     assert loans.replace("Loans", "Churn").replace("loans", "churn") == churn
     assert "{line}" not in loans and "{camel}" not in loans
+
+
+def test_a_line_with_a_feature_group_gets_it_in_its_block_under_its_condition() -> None:
+    # Given the shipped loans line, which keeps its features in Feature Store
+    block = line_template.feature_group_block("loans")
+    # Then its block holds the group, named like its model group, with the line's prepared features
+    assert block.startswith("  FeatureGroupLoans:\n    Condition: ServesLoans\n")
+    assert "Fn::Sub: ${ResourcePrefix}-loans" in block and "RecordIdentifierFeatureName: application_id" in block
+    assert "FeatureName: approved" not in block  # the label is never a feature
+    assert block in line_template.resources_block(["loans"])

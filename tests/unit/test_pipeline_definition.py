@@ -1,4 +1,4 @@
-"""The checked-in pipeline definition (`pipelines/definition.json`, written by `make pipeline`): four steps, wired.
+"""The checked-in pipeline definition (`pipelines/definition.json`, written by `make pipeline`): its steps, wired.
 
 These tests read the file; they never need the sagemaker SDK (it lives in `.venv-pipeline`).
 """
@@ -52,11 +52,20 @@ def references(value: Any) -> set[str]:
     return found
 
 
-def test_the_pipeline_has_the_four_steps_of_their_types() -> None:
+DATASET_OUTPUT = {"Get": "Steps.Dataset.ProcessingOutputConfig.Outputs['dataset'].S3Output.S3Uri"}
+
+
+def test_the_pipeline_has_its_steps_of_their_types() -> None:
     assert {name: step["Type"] for name, step in steps().items()} == {
+        "Dataset": "Processing",
         "Train": "Training",
         "Evaluate": "Processing",
         "Baseline": "Processing",
+        "ClarifyInputs": "Processing",
+        "ClarifyModel": "Model",
+        "DataBias": "ClarifyCheck",
+        "ModelBias": "ClarifyCheck",
+        "ModelExplainability": "ClarifyCheck",
         "Register": "RegisterModel",
     }
 
@@ -82,11 +91,27 @@ def test_it_declares_every_parameter_the_routes_set() -> None:
     assert required == {lineage.PARAM_INPUT_DATA, lineage.PARAM_PREPARED_MANIFEST}
 
 
-def test_training_reads_the_prepared_data_and_its_manifest_in_script_mode() -> None:
+def test_the_dataset_step_builds_the_training_set_from_the_runs_manifest() -> None:
+    dataset = steps()["Dataset"]["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in dataset["ProcessingInputs"]}
+    assert inputs["manifest"] == {"Get": f"Parameters.{lineage.PARAM_PREPARED_MANIFEST}"}
+    assert inputs["code"].endswith("/dataset.py")
+    # the manifest is an input, not an argument (a Processing job's arguments hold 256 characters)
+    arguments = dataset["AppSpecification"]["ContainerArguments"]
+    assert arguments == [
+        "--manifest",
+        "/opt/ml/processing/manifest/manifest.json",
+        "--output",
+        "/opt/ml/processing/dataset",
+    ]
+    assert [o["OutputName"] for o in dataset["ProcessingOutputConfig"]["Outputs"]] == ["dataset"]
+
+
+def test_training_reads_the_dataset_and_the_manifest_in_script_mode() -> None:
     train = steps()["Train"]["Arguments"]
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in train["InputDataConfig"]}
     assert channels == {
-        "train": {"Get": f"Parameters.{lineage.PARAM_INPUT_DATA}"},
+        "train": DATASET_OUTPUT,
         "manifest": {"Get": f"Parameters.{lineage.PARAM_PREPARED_MANIFEST}"},
     }
     hyper = {k: json.loads(v) for k, v in train["HyperParameters"].items() if isinstance(v, str)}
@@ -97,22 +122,23 @@ def test_training_reads_the_prepared_data_and_its_manifest_in_script_mode() -> N
 
 
 def test_evaluate_and_baseline_score_the_trained_model_on_the_same_data() -> None:
-    for name, output in (("Evaluate", "evaluation"), ("Baseline", "baseline")):
+    for name, output in (("Evaluate", "evaluation"), ("Baseline", "baseline"), ("ClarifyInputs", "clarify")):
         arguments = steps()[name]["Arguments"]
         inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in arguments["ProcessingInputs"]}
         assert inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
-        assert inputs["data"] == {"Get": f"Parameters.{lineage.PARAM_INPUT_DATA}"}
-        assert inputs["code"].endswith(f"/{name.lower()}.py")
+        assert inputs["data"] == DATASET_OUTPUT
+        assert inputs["code"].endswith(f"/{ {'ClarifyInputs': 'clarify_inputs'}.get(name, name.lower()) }.py")
         assert [o["OutputName"] for o in arguments["ProcessingOutputConfig"]["Outputs"]] == [output]
+        script = {"ClarifyInputs": "clarify_inputs"}.get(name, name.lower())
         entry = arguments["AppSpecification"]["ContainerEntrypoint"]
-        assert entry == ["python3", f"/opt/ml/processing/input/code/{name.lower()}.py"]
+        assert entry == ["python3", f"/opt/ml/processing/input/code/{script}.py"]
     evaluate = steps()["Evaluate"]
     assert {f["PropertyFileName"]: f["FilePath"] for f in evaluate["PropertyFiles"]} == {
         "Evaluation": "evaluation.json",
         "Lineage": "lineage.json",
     }
     # no pipeline parameter is a Processing job argument: those are limited to 256 characters
-    for name in ("Evaluate", "Baseline"):
+    for name in ("Evaluate", "Baseline", "ClarifyInputs"):
         arguments = steps()[name]["Arguments"]["AppSpecification"]["ContainerArguments"]
         assert not {ref for ref in references(arguments) if ref.startswith("Parameters.")}
 
@@ -137,11 +163,30 @@ def test_register_points_the_version_at_its_evidence_and_lineage() -> None:
     assert arguments["ModelPackageGroupName"] == {"Get": f"Parameters.{lineage.PARAM_MODEL_GROUP}"}
     metrics = arguments["ModelMetrics"]
     quality = metrics["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
-    bias = metrics["Bias"]["PostTrainingReport"]["S3Uri"]["Std:Join"]["Values"]
     baseline = arguments["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
     assert quality[-1] == "evaluation.json" and "Steps.Evaluate" in str(quality[0])
-    assert bias[-1] == "bias.json" and "Steps.Evaluate" in str(bias[0])
     assert baseline[-1] == "baseline.json" and "Steps.Baseline" in str(baseline[0])
+    # bias and explainability: Clarify's own reports (analysis.json), as metrics and as drift-check baselines
+    assert {name: report["S3Uri"] for name, report in metrics["Bias"].items()} == {
+        "PreTrainingReport": {"Get": "Steps.DataBias.CalculatedBaselineConstraints"},
+        "PostTrainingReport": {"Get": "Steps.ModelBias.CalculatedBaselineConstraints"},
+    }
+    assert metrics["Explainability"]["Report"]["S3Uri"] == {
+        "Get": "Steps.ModelExplainability.CalculatedBaselineConstraints"
+    }
+    drift = arguments["DriftCheckBaselines"]
+    assert drift["Bias"]["PreTrainingConstraints"]["S3Uri"] == {
+        "Get": "Steps.DataBias.BaselineUsedForDriftCheckConstraints"
+    }
+    assert drift["Bias"]["PostTrainingConstraints"]["S3Uri"] == {
+        "Get": "Steps.ModelBias.BaselineUsedForDriftCheckConstraints"
+    }
+    assert drift["Explainability"]["Constraints"]["S3Uri"] == {
+        "Get": "Steps.ModelExplainability.BaselineUsedForDriftCheckConstraints"
+    }
+    for section, check in (("Bias", "model-bias"), ("Explainability", "explainability")):
+        config = drift[section]["ConfigFile"]["S3Uri"]["Std:Join"]["Values"]
+        assert config[1:] == [check, "config", "analysis_config.json"] and "Steps.ClarifyInputs" in str(config[0])
     metadata = arguments["CustomerMetadataProperties"]
     assert set(metadata) == {
         lineage.PREPARED_MANIFEST,
@@ -152,6 +197,7 @@ def test_register_points_the_version_at_its_evidence_and_lineage() -> None:
         lineage.TRIGGER_REASON,
         lineage.PREP_RUN_ID,
         lineage.DATASET,
+        lineage.FEATURE_DATASET,
     }
     assert metadata[lineage.PIPELINE_EXECUTION] == {"Get": "Execution.PipelineExecutionArn"}
     assert metadata[lineage.DATASET]["Std:JsonGet"]["PropertyFile"] == {"Get": "Steps.Evaluate.PropertyFiles.Lineage"}
@@ -161,7 +207,44 @@ def test_register_points_the_version_at_its_evidence_and_lineage() -> None:
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     assert container["Image"] == steps()["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
     assert arguments["InferenceSpecification"]["SupportedContentTypes"] == ["text/csv"]
-    assert set(register.get("DependsOn", [])) == {"Evaluate", "Baseline"}
+    assert set(register.get("DependsOn", [])) == {
+        "Evaluate",
+        "Baseline",
+        "DataBias",
+        "ModelBias",
+        "ModelExplainability",
+    }
+
+
+def test_the_clarify_checks_read_the_runs_own_configuration_and_dataset() -> None:
+    # Given the three checks, each with its type, and the model checks with the model the pipeline created
+    expected = {"DataBias": "DATA_BIAS", "ModelBias": "MODEL_BIAS", "ModelExplainability": "MODEL_EXPLAINABILITY"}
+    for name, check_type in expected.items():
+        step = steps()[name]
+        assert step["CheckType"] == check_type
+        # compute and register a new baseline; the approval gate judges the figures, no run fails on them
+        assert (step["SkipCheck"], step["RegisterNewBaseline"], step["FailOnViolation"]) == (True, True, False)
+        assert step["ModelPackageGroupName"] == {"Get": f"Parameters.{lineage.PARAM_MODEL_GROUP}"}
+        arguments = step["Arguments"]
+        assert "sagemaker-clarify-processing" in arguments["AppSpecification"]["ImageUri"]
+        inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+        check = {"DataBias": "data-bias", "ModelBias": "model-bias"}.get(name, "explainability")
+        # the line's label, facet and headers: the configuration ClarifyInputs wrote for this run
+        config = inputs["analysis_config"]["S3Uri"]["Std:Join"]["Values"]
+        assert config[1:] == [check, "config", "analysis_config.json"]
+        assert config[0] == {"Get": "Steps.ClarifyInputs.ProcessingOutputConfig.Outputs['clarify'].S3Output.S3Uri"}
+        assert inputs["analysis_config"]["LocalPath"] == "/opt/ml/processing/input/config"
+        assert inputs["dataset"]["S3Uri"]["Std:Join"]["Values"][1:] == [check, "dataset"]
+        (output,) = arguments["ProcessingOutputConfig"]["Outputs"]
+        assert output["OutputName"] == "analysis_result"
+        assert "Execution.PipelineExecutionId" in references(output["S3Output"]["S3Uri"])
+        if name == "DataBias":
+            assert "ModelName" not in step
+        else:
+            assert step["ModelName"] == {"Get": "Steps.ClarifyModel.ModelName"}
+    model = steps()["ClarifyModel"]["Arguments"]["PrimaryContainer"]
+    assert model["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
 
 
 def test_every_referenced_parameter_is_declared() -> None:

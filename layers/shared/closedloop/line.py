@@ -5,7 +5,7 @@ together with what the loop does with the model trained on it: its approval mode
 policy floors, and its retraining cooldown and extra alarms. Everything else a line owns is named
 after it, the same way here and in `template.yaml` (a block per line file, made when the
 `ModelLines` parameter lists the line): model package group and endpoint `<prefix>-<line>`, drift alarms
-`<prefix>-<line>-drift-{features,predictions,bias}`, endpoint health alarms
+`<prefix>-<line>-drift-{features,predictions,bias,attributions}`, endpoint health alarms
 `<prefix>-<line>-endpoint-{5xx,latency}`, drift schedule `<prefix>-<line>-drift`. Raw files of a
 line arrive under `raw/<line>/`.
 
@@ -28,13 +28,14 @@ from pydantic import ConfigDict, Field, model_validator
 
 from closedloop.dataprep.policy import DatasetPolicy, validate_document
 from closedloop.errors import DatasetPolicyError, UnknownDatasetError
+from closedloop.featurestore import FeatureStoreSpec, check_spec
 from closedloop.model import Model
 from closedloop.settings import ApprovalMode, Settings
 
 # A line's name is part of AWS resource names (endpoint and model group: 63 characters with the
 # stack's prefix of up to 20) and of template logical ids (`&{Line}` drops hyphens).
 LINE_NAME = re.compile(r"^[a-z](-?[a-z0-9]){0,29}$")
-DRIFT_ALARMS = ("drift-features", "drift-predictions", "drift-bias")
+DRIFT_ALARMS = ("drift-features", "drift-predictions", "drift-bias", "drift-attributions")
 S = TypeVar("S")
 ENDPOINT_ALARMS = ("endpoint-5xx", "endpoint-latency")
 UNIT = 1.0
@@ -75,6 +76,7 @@ class LineSpec(DatasetPolicy):
     schema_url: str | None = Field(default=None, alias="$schema", description="the JSON Schema, for editors")
     approval: ApprovalOverrides = Field(default_factory=ApprovalOverrides)
     retraining: RetrainingOverrides = Field(default_factory=RetrainingOverrides)
+    feature_store: FeatureStoreSpec = Field(default_factory=FeatureStoreSpec)
 
     @model_validator(mode="after")
     def _named_for_aws(self) -> LineSpec:
@@ -83,6 +85,7 @@ class LineSpec(DatasetPolicy):
                 "the line's name (field 'dataset') must be 1-30 lower-case letters, digits and single "
                 "hyphens, starting with a letter: it names AWS resources"
             )
+        check_spec(self.feature_store, self)
         return self
 
     @property
@@ -106,6 +109,7 @@ class LineResources:
     endpoint_alarms: tuple[str, ...]
     drift_schedule: str
     raw_prefix: str
+    feature_group: str = ""
 
     @classmethod
     def of(cls, resource_prefix: str, raw_prefix: str, line: str) -> LineResources:
@@ -118,6 +122,7 @@ class LineResources:
             endpoint_alarms=tuple(f"{base}-{kind}" for kind in ENDPOINT_ALARMS),
             drift_schedule=f"{base}-drift",
             raw_prefix=f"{raw_prefix}{line}/",
+            feature_group=base,
         )
 
 

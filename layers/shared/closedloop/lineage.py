@@ -16,6 +16,8 @@ DATASET: Final = "closedloop:dataset"
 PREP_MANIFEST: Final = "closedloop:prep-manifest"  # the run's input manifest (raw object versions)
 PREPARED_MANIFEST: Final = "closedloop:prepared-manifest"  # prepared/<dataset>/<run>/manifest.json
 PREPARED_DATA: Final = "closedloop:prepared-data"
+# the Dataset step's lineage (`dataset.json`): the feature group, the offline-store objects read, the as-of rule
+FEATURE_DATASET: Final = "closedloop:feature-dataset"
 CODE_VERSION: Final = "closedloop:code-version"
 PIPELINE_EXECUTION: Final = "closedloop:pipeline-execution"
 TRIGGER: Final = "closedloop:trigger"  # "upload" or "alarm"

@@ -143,6 +143,11 @@ class Settings(BaseModel):
     drift_psi_threshold: float = Field(default=0.2, alias="DRIFT_PSI_THRESHOLD", gt=0)
     drift_ks_threshold: float = Field(default=0.15, alias="DRIFT_KS_THRESHOLD", gt=0, le=1)
     bias_drift_threshold: float = Field(default=0.1, alias="BIAS_DRIFT_THRESHOLD", gt=0, le=1)
+    # route 7's feature attribution drift (docs/drift.md): the alarm's nDCG threshold (SageMaker's 0.9),
+    # and the Clarify processing job that explains a captured window (no image or role: not measured)
+    attribution_ndcg_threshold: float = Field(default=0.9, alias="ATTRIBUTION_NDCG_THRESHOLD", gt=0, le=1)
+    clarify_image_uri: str = Field(default="", alias="CLARIFY_IMAGE_URI")
+    attribution_job_role_arn: str = Field(default="", alias="ATTRIBUTION_JOB_ROLE_ARN")
 
     @property
     def trains(self) -> bool:

@@ -550,10 +550,23 @@ class Demo:
                 len(sm.list_model_packages(ModelPackageGroupName=owned.model_package_group)["ModelPackageSummaryList"])
                 for owned in self.lines
             ),
-            "models": len(sm.list_models()["Models"]),
+            # the rollout's models (a pipeline execution's ClarifyModel step makes its own, `pipelines-…`)
+            "models": sum(not m["ModelName"].startswith("pipelines-") for m in sm.list_models()["Models"]),
             "endpoint_configs": len(sm.list_endpoint_configs()["EndpointConfigs"]),
             "endpoints_created": sum(d.outcome == "created" for d in self.watcher.deployments),
             "endpoint_updates": sum(d.outcome in {"updated", "rolled-back"} for d in self.watcher.deployments),
+        }
+
+    def clarify_reports(self, stack: StackRef, owned: LineResources) -> dict[str, Any]:
+        """Every registered version's Clarify figures (`closedloop_ops.approvals.version_clarify_summary`)."""
+        from closedloop_ops.approvals import version_clarify_summary
+
+        listed = self.loop.client("sagemaker").list_model_packages(ModelPackageGroupName=owned.model_package_group)[
+            "ModelPackageSummaryList"
+        ]
+        return {
+            str(summary["ModelPackageVersion"]): version_clarify_summary(stack, summary["ModelPackageArn"])
+            for summary in sorted(listed, key=lambda p: int(p["ModelPackageVersion"]))
         }
 
     def report(self) -> dict[str, Any]:
@@ -584,6 +597,7 @@ class Demo:
         # the drifted line's last prediction: scored after its retraining, when the story got that far
         traced = self.inference_ids_by_line.get(DRIFTED_LINE) or self.inference_ids
         lineage = trace(stack, inference_id=traced[-1]) if traced else {}
+        from closedloop_ops.feature_store import ingested_record_count
         from closedloop_ops.local.completeness import without_decision
 
         unexplained = without_decision(self.loop, self.watcher.deployments)
@@ -598,6 +612,10 @@ class Demo:
                     "model_versions_deployed": [version for line, version in deployed if line == owned.line],
                     "retrainings": retrainings.get(owned.line, 0),
                     "endpoint": owned.endpoint_name,
+                    # records ingested into the line's feature group (None: the line keeps none)
+                    "feature_group_records": ingested_record_count(self.loop.stack, owned.line),
+                    # each version's Clarify reports: bias per facet (pre- and post-training), top attributions
+                    "clarify": self.clarify_reports(stack, owned),
                 }
                 for owned in self.lines
             },
@@ -728,7 +746,13 @@ def summary(report: dict[str, Any]) -> str:
     execution = chain.get("pipeline_execution", {})
     per_line = "; ".join(
         f"{line}: versions deployed {facts['model_versions_deployed']}, retrainings {facts['retrainings']} "
-        f"({facts['endpoint']})"
+        f"({facts['endpoint']}"
+        + (
+            f"; feature group {facts['feature_group_records']} records"
+            if facts.get("feature_group_records") is not None
+            else ""
+        )
+        + ")"
         for line, facts in (report.get("model_lines") or {}).items()
     )
     return "\n".join(

@@ -2,8 +2,11 @@
 
 A Processing job runs its `ContainerEntrypoint` with its `ContainerArguments`; its S3 inputs are
 downloaded to their `LocalPath` and its outputs uploaded from theirs, with `/opt/ml/processing`
-mapped to a work directory. A Glue job run runs the job's script with its arguments. When a job
-ends, the runner marks it finished in moto and publishes the state-change event AWS would send.
+mapped to a work directory. A job of SageMaker Clarify's container (`sagemaker-clarify-processing`,
+no entrypoint: the image's own) runs its explainability analysis with the open-source libraries
+Clarify is built on (`closedloop_ops.local.clarify.run_explainability_job`). A Glue job run runs
+the job's script with its arguments. When a job ends, the runner marks it finished in moto and
+publishes the state-change event AWS would send.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from closedloop_ops.local.provision import LocalStack
 from closedloop_ops.moto_ext import jobs as moto_jobs
 
 PROCESSING_ROOT = "/opt/ml/processing"
+CLARIFY_REPOSITORY = "/sagemaker-clarify-processing:"
 
 
 class JobError(Exception):
@@ -111,6 +115,8 @@ class JobRunner:
         for item in outputs:
             self._local(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         app = described["AppSpecification"]
+        if CLARIFY_REPOSITORY in app.get("ImageUri", "") and not app.get("ContainerEntrypoint"):
+            return self._run_clarify(described, root)
         entry = [self._map(root, part) for part in app.get("ContainerEntrypoint", [])]
         if not entry:
             raise JobError(f"{described['ProcessingJobName']}: no ContainerEntrypoint to run locally")
@@ -123,6 +129,39 @@ class JobRunner:
             return "Failed", f"AlgorithmError: {tail or f'exit code {code}'}"
         for item in outputs:
             _upload(s3, self._local(root, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+        return "Completed", ""
+
+    def _run_clarify(self, described: dict[str, Any], root: Path) -> tuple[str, str]:
+        """Clarify's container: `analysis_config` and `dataset` in, `analysis.json` to its one output."""
+        import time
+
+        from closedloop_ops.local.clarify import ClarifyCheckError, run_explainability_job
+
+        inputs = {
+            item["InputName"]: self._local(root, item["S3Input"]["LocalPath"])
+            for item in described.get("ProcessingInputs", [])
+            if "S3Input" in item
+        }
+        outputs = described.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        if set(inputs) != {"analysis_config", "dataset"} or len(outputs) != 1:
+            raise JobError(
+                f"{described['ProcessingJobName']}: a Clarify job takes analysis_config and dataset, one output"
+            )
+        target = self._local(root, outputs[0]["S3Output"]["LocalPath"])
+        started = time.perf_counter()
+        try:
+            run_explainability_job(
+                self.stack.client("s3"),
+                self.stack.client("sagemaker"),
+                config_dir=inputs["analysis_config"],
+                data_dir=inputs["dataset"],
+                output_dir=target,
+            )
+        except ClarifyCheckError as exc:
+            return "Failed", f"ClientError: {exc}"
+        finally:
+            self._last_seconds = time.perf_counter() - started
+        _upload(self.stack.client("s3"), target, outputs[0]["S3Output"]["S3Uri"])
         return "Completed", ""
 
     @staticmethod

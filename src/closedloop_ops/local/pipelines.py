@@ -5,8 +5,10 @@ SageMaker — in dependency order, evaluates its expressions (`Get`, `Std:Join`,
 the execution's parameters and the steps' properties, and runs each step the way its container
 would: a Training step runs the estimator's entry point with SageMaker's environment variables and
 channels and tars `/opt/ml/model`; a Processing step goes through the job runner; a RegisterModel
-step calls CreateModelPackage; a Condition step evaluates its conditions. A step type it does not
-know is an error: there is no second, hand-kept list of steps.
+step calls CreateModelPackage; a Condition step evaluates its conditions; a ClarifyCheck step reads
+its processing job's inputs (Clarify's analysis configuration and dataset) and computes Clarify's
+`analysis.json` with the open-source libraries Clarify is built on (`closedloop_ops.local.clarify`).
+A step type it does not know is an error: there is no second, hand-kept list of steps.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ class PipelineExecutor:
             "Model": self._model,
             "Condition": self._condition,
             "Fail": self._fail,
+            "ClarifyCheck": self._clarify_check,
         }.get(kind)
         if handler is None:
             raise PipelineError(f"step {step['Name']}: type {kind} cannot run locally")
@@ -176,17 +179,17 @@ class PipelineExecutor:
         """The step metadata ListPipelineExecutionSteps shows on AWS."""
         props = context.properties.get(name, {})
         arn = f"arn:aws:sagemaker:{self.stack.region}:{ACCOUNT}"
-        if kind == "Training":
-            return {"TrainingJob": {"Arn": props.get("TrainingJobArn", "")}}
-        if kind == "Processing":
-            return {"ProcessingJob": {"Arn": f"{arn}:processing-job/{props.get('ProcessingJobName', '').lower()}"}}
-        if kind == "RegisterModel":
-            return {"RegisterModel": {"Arn": props.get("ModelPackageArn", "")}}
-        if kind == "Model":
-            return {"Model": {"Arn": f"{arn}:model/{props.get('ModelName', '').lower()}"}}
-        if kind == "Condition":
-            return {"Condition": {"Outcome": str(props.get("Outcome", "")).lower()}}
-        return {}
+        metadata: dict[str, Callable[[], dict[str, Any]]] = {
+            "Training": lambda: {"TrainingJob": {"Arn": props.get("TrainingJobArn", "")}},
+            "Processing": lambda: {
+                "ProcessingJob": {"Arn": f"{arn}:processing-job/{props.get('ProcessingJobName', '').lower()}"}
+            },
+            "RegisterModel": lambda: {"RegisterModel": {"Arn": props.get("ModelPackageArn", "")}},
+            "Model": lambda: {"Model": {"Arn": f"{arn}:model/{props.get('ModelName', '').lower()}"}},
+            "Condition": lambda: {"Condition": {"Outcome": str(props.get("Outcome", "")).lower()}},
+            "ClarifyCheck": lambda: {"ClarifyCheck": props.get("Metadata", {})},
+        }
+        return metadata[kind]() if kind in metadata else {}
 
     def _record_step(self, context: _Context, name: str, status: str, metadata: dict[str, Any], reason: str) -> None:
         from closedloop_ops.moto_ext.pipelines import record_execution_step
@@ -227,7 +230,7 @@ class PipelineExecutor:
         code = root / "code"
         self._fetch_code(submit, program, code)
         env = {
-            **self.runner._environment(args["RoleArn"]),
+            **self.runner._environment(self._role(args["RoleArn"])),
             "SM_MODEL_DIR": str(model_dir),
             "SM_OUTPUT_DATA_DIR": str(output_dir),
             "SM_HPS": json.dumps(hyper),
@@ -258,6 +261,13 @@ class PipelineExecutor:
         }
         return {"model": artifacts}
 
+    def _role(self, role_arn: str) -> str:
+        """The role a step's job runs as: the definition's, or — for the offline definition, generated
+        for a placeholder account — the stack's own pipeline role (what `make pipeline` stands in for)."""
+        if role_arn.split(":")[4:5] == [self.stack.account]:
+            return role_arn
+        return str(self.stack.outputs.get("TrainingPipelineRoleArn") or role_arn)
+
     def _fetch_code(self, submit: str | None, program: str, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         if submit and str(submit).startswith("s3://"):
@@ -273,7 +283,12 @@ class PipelineExecutor:
     def _processing(self, step: dict[str, Any], context: _Context, _: Any) -> dict[str, Any]:
         args = context.resolve(step["Arguments"])
         job = f"pipelines-{context.execution_id}-{step['Name']}"[:63]
-        described = {**args, "ProcessingJobName": job, "Environment": args.get("Environment", {})}
+        described = {
+            **args,
+            "ProcessingJobName": job,
+            "Environment": args.get("Environment", {}),
+            "RoleArn": self._role(args["RoleArn"]),
+        }
         status, reason = self.runner._run_processing(described)
         if status != "Completed":
             raise StepFailed(step["Name"], reason)
@@ -337,6 +352,57 @@ class PipelineExecutor:
             )
         context.properties[step["Name"]] = {"Outcome": outcome}
         return {"outcome": outcome}
+
+    def _clarify_check(self, step: dict[str, Any], context: _Context, _: Any) -> dict[str, Any]:
+        """A Clarify check: its processing job's inputs as the definition gives them, `analysis.json` out.
+
+        The check computes and registers its result as the new baseline (`RegisterNewBaseline`);
+        comparing against an earlier baseline (`SkipCheck` false) is not done locally.
+        """
+        from closedloop_ops.local.clarify import ClarifyCheckError, run_check
+
+        args = context.resolve(step["Arguments"])
+        inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in args.get("ProcessingInputs", [])}
+        outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        if set(inputs) != {"analysis_config", "dataset"} or len(outputs) != 1:
+            raise PipelineError(f"step {step['Name']}: a Clarify check takes analysis_config and dataset, one output")
+        skip = context.resolve(step.get("SkipCheck", False))
+        register = context.resolve(step.get("RegisterNewBaseline", False))
+        supplied = context.resolve(step.get("SuppliedBaselineConstraints"))
+        if str(skip).lower() != "true":
+            raise PipelineError(
+                f"step {step['Name']}: a drift check against a baseline (SkipCheck false) cannot run locally"
+            )
+        model_name = context.resolve(step.get("ModelName"))
+        model_data = None
+        if model_name:
+            described = self.stack.client("sagemaker").describe_model(ModelName=model_name)
+            model_data = described.get("PrimaryContainer", {}).get("ModelDataUrl")
+        try:
+            calculated, measured = run_check(
+                self.stack.client("s3"),
+                check_type=str(step["CheckType"]),
+                config_uri=inputs["analysis_config"],
+                dataset_uri=inputs["dataset"],
+                output_uri=outputs[0]["S3Output"]["S3Uri"],
+                model_data_url=model_data,
+            )
+        except ClarifyCheckError as exc:
+            raise StepFailed(step["Name"], f"ClientError: {exc}") from None
+        used = calculated if str(register).lower() == "true" or not supplied else supplied
+        context.properties[step["Name"]] = {
+            "CalculatedBaselineConstraints": calculated,
+            "BaselineUsedForDriftCheckConstraints": used,
+            "Metadata": {
+                "CheckType": step["CheckType"],
+                "CalculatedBaselineConstraints": calculated,
+                "BaselineUsedForDriftCheckConstraints": used,
+                "ModelPackageGroupName": context.resolve(step.get("ModelPackageGroupName")) or "",
+                "RegisterNewBaseline": str(register).lower() == "true",
+                "SkipCheck": True,
+            },
+        }
+        return {"analysis": calculated, **measured}
 
     def _fail(self, step: dict[str, Any], context: _Context, _: Any) -> dict[str, Any]:
         message = context.resolve(step.get("Arguments", {}).get("ErrorMessage", "Fail step reached"))

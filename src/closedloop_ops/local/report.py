@@ -470,6 +470,30 @@ def _wall(report: dict[str, Any]) -> str:
     return f"{float(report.get('wall_seconds') or 0):.1f} s"
 
 
+def clarify_section(report: dict[str, Any]) -> list[str]:
+    """Each line's versions: their Clarify bias figures and top attributions, and the feature group's records."""
+    lines: list[str] = []
+    for line, facts in (report.get("model_lines") or {}).items():
+        reports = facts.get("clarify") or {}
+        if not reports and facts.get("feature_group_records") is None:
+            continue
+        lines += ["", f"## Model line {line}: Clarify and Feature Store", ""]
+        if facts.get("feature_group_records") is not None:
+            lines.append(f"- feature group: {facts['feature_group_records']} records ingested")
+        for version, clarify in reports.items():
+            post = "; ".join(
+                f"{facet}: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k in ("DI", "DPPL") and v is not None)
+                for facet, values in (clarify.get("post_training") or {}).items()
+            )
+            top = ", ".join(f"{a['feature']} {a['mean_abs_shap']:.3f}" for a in (clarify.get("attributions") or [])[:3])
+            lines.append(
+                f"- version {version} ({clarify.get('bias_source')}): {post or 'no bias figures'}; "
+                f"top |SHAP|: {top or 'none'}"
+            )
+    return lines
+
+
 def markdown(report: dict[str, Any], pictures: dict[str, str]) -> str:
     """The report for people: the numbers, the pictures, then the timeline as a table."""
     unexplained = report.get("side_effects_unexplained") or []
@@ -490,6 +514,7 @@ def markdown(report: dict[str, Any], pictures: dict[str, str]) -> str:
         f"- side effects without a decision: {report.get('side_effects_without_decision', 0)}",
     ]
     lines += [f"  - {shorten(json.dumps(item, default=str), 200)}" for item in unexplained]
+    lines += clarify_section(report)
     lines += ["", "## Timeline", "", f"![timeline: lanes per route, key events named]({pictures['timeline']})", ""]
     if "drift" in pictures:
         lines += ["## Drift", "", f"![drift metrics against their alarm thresholds]({pictures['drift']})", ""]

@@ -23,6 +23,9 @@ the patches were tested with; `requirements/dev.txt` pins a version inside it) w
   (`record_execution_step`), e.g. the RegisterModel step's package ARN.
 - `accounts`: model package group policies, and reads of another account's versions only where its
   group's policy allows; cross-account event bus targets honour the bus policy and keep the envelope.
+- `featurestore`: featurestore-runtime PutRecord, GetRecord, BatchGetRecord, DeleteRecord on moto's
+  feature groups (online store when enabled) and the offline store written as Feature Store writes
+  it (Parquet under the group's `ResolvedOutputS3Uri`, hourly event-time partitions).
 - `iam_conditions`: a policy condition whose key the request does not carry does not match (so
   the template's TLS-only bucket policies deny nothing they should not).
 """
@@ -115,6 +118,7 @@ def install() -> None:
         check_moto_version()
         from closedloop_ops.moto_ext import (
             accounts,
+            featurestore,
             hosting,
             iam_conditions,
             jobs,
@@ -136,4 +140,5 @@ def install() -> None:
         hosting.install()
         pipelines.install()
         accounts.install()
+        featurestore.install()
         _installed = True

@@ -7,11 +7,15 @@ Read through the adapters: the registry (`approval.registry`), the pipeline's ex
   the package ARN. Where that is not available (the step list is gone, or the API is not
   there), the newest packages of the group are searched for the one whose lineage metadata
   (`closedloop:pipeline-execution`) names the execution.
-* The evidence: the reports the package's `ModelMetrics` point at (`evaluation.json`, `bias.json`),
-  and the PII report of its data (prepared manifest in the package's lineage → `pii_report_uri`),
-  clean by the preparation script's own definition (`closedloop.prep.prepare.is_clean`).
-  A report that is missing or unreadable becomes a *problem* in the evidence — the policy rejects
-  on it; nothing here approves by default.
+* The evidence: the reports the package's `ModelMetrics` point at — `evaluation.json`; the
+  post-training bias report, Clarify's `analysis.json` (DI and DPPL per facet value), or the
+  Evaluate step's `bias.json` for versions registered before the pipeline ran Clarify (the same
+  section, `post_training_bias_metrics`); Clarify's explainability report, whose global SHAP values
+  (mean |SHAP| per feature) the approver reads — and the PII report of its data (prepared
+  manifest in the package's lineage → `pii_report_uri`), clean by the preparation script's own
+  definition (`closedloop.prep.prepare.is_clean`). A report that is missing or unreadable becomes
+  a *problem* in the evidence — the policy rejects on it (the explainability report is evidence
+  for the approver, no rule: its absence rejects nothing); nothing here approves by default.
 * The champion: the live version (`ledger_keys.endpoint_state`), else the newest Approved version
   of the group that was never rolled back.
 """
@@ -22,7 +26,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from closedloop import ledger_keys, lineage
-from closedloop.approval.policy import BiasFacet, Champion, Evidence, Quality
+from closedloop.approval.policy import Attribution, BiasFacet, Champion, Evidence, Quality
 from closedloop.approval.registry import Candidate, GateRegistry, group_and_version
 from closedloop.errors import ClosedloopError, MissingEvidenceError
 from closedloop.ledger import Ledger
@@ -35,9 +39,19 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 # Candidate and group_and_version: the registry's, kept importable here
-__all__ = ["Candidate", "EvidenceReader", "group_and_version", "parse_bias", "parse_evaluation"]
+__all__ = [
+    "Candidate",
+    "EvidenceReader",
+    "bias_source",
+    "group_and_version",
+    "parse_bias",
+    "parse_evaluation",
+    "parse_explainability",
+]
 
 EVALUATION_SCHEMA = "closedloop.evaluation/1"
+CLARIFY_REPORT = "analysis.json"  # the file every Clarify processing job writes
+TOP_ATTRIBUTIONS = 10
 SEARCHED_PACKAGES = 25
 APPROVED_SCANNED = 50
 
@@ -107,6 +121,39 @@ def parse_bias(document: dict[str, Any]) -> tuple[BiasFacet, ...]:
     return tuple(found)
 
 
+def parse_explainability(document: dict[str, Any]) -> tuple[Attribution, ...]:
+    """Clarify's explainability report → the features by global SHAP value (mean |SHAP|), largest first.
+
+    Reads `explanations.kernel_shap.<label>.global_shap_values` (`label0` for a model with one score).
+
+    Raises:
+        ValueError: no `explanations.kernel_shap`, or no feature with a number in it.
+    """
+    explanations = document.get("explanations")
+    kernel = explanations.get("kernel_shap") if isinstance(explanations, dict) else None
+    if not isinstance(kernel, dict) or not kernel:
+        raise ValueError("no explanations.kernel_shap")
+    entry = kernel.get("label0", kernel[sorted(kernel)[0]])
+    values = entry.get("global_shap_values") if isinstance(entry, dict) else None
+    if not isinstance(values, dict):
+        raise ValueError("no global_shap_values")
+    found = [
+        Attribution(feature=str(name), mean_abs_shap=abs(number))
+        for name, value in values.items()
+        if (number := _number(value)) is not None
+    ]
+    if not found:
+        raise ValueError("the explainability report lists no feature")
+    return tuple(sorted(found, key=lambda a: (-a.mean_abs_shap, a.feature)))
+
+
+def bias_source(uri: str | None) -> str | None:
+    """ "clarify" for a Clarify report (`…/analysis.json`), "evaluate" for the Evaluate step's `bias.json`."""
+    if not uri:
+        return None
+    return "clarify" if uri.rsplit("/", 1)[-1] == CLARIFY_REPORT else "evaluate"
+
+
 class EvidenceReader:
     """Reads the registry, the reports in S3 and the ledger's live-version state. Clients come in."""
 
@@ -168,6 +215,9 @@ class EvidenceReader:
         """
         quality, quality_problem = self._read(candidate.evaluation_uri, "evaluation report", parse_evaluation)
         bias, bias_problem = self._read(candidate.bias_uri, "bias report", parse_bias)
+        attributions, attributions_problem = self._read(
+            candidate.explainability_uri, "explainability report", parse_explainability
+        )
         pii_clean, pii_files, pii_problem = self._pii(candidate)
         return Evidence(
             model_package_arn=candidate.arn,
@@ -176,6 +226,9 @@ class EvidenceReader:
             quality_problem=quality_problem,
             bias=bias,
             bias_problem=bias_problem,
+            bias_source=bias_source(candidate.bias_uri),
+            attributions=attributions[:TOP_ATTRIBUTIONS] if attributions else None,
+            attributions_problem=attributions_problem,
             pii_clean=pii_clean,
             pii_undeclared_files=pii_files,
             pii_problem=pii_problem,

@@ -69,6 +69,15 @@ class BiasFacet(Model):
     dppl: float | None = None
 
 
+class Attribution(Model):
+    """One feature's global attribution in Clarify's explainability report (`kernel_shap`, mean |SHAP|)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str
+    mean_abs_shap: float
+
+
 class Champion(Model):
     """The version the candidate must not be (much) worse than: the live one, else the latest approved."""
 
@@ -92,6 +101,12 @@ class Evidence(Model):
     quality_problem: str | None = None
     bias: tuple[BiasFacet, ...] | None = None
     bias_problem: str | None = None
+    # "clarify": Clarify's post-training analysis.json; "evaluate": the Evaluate step's bias.json
+    # (versions registered before the pipeline ran Clarify)
+    bias_source: Literal["clarify", "evaluate"] | None = None
+    # Evidence for the approver, not a rule: the features by mean |SHAP|, largest first
+    attributions: tuple[Attribution, ...] | None = None
+    attributions_problem: str | None = None
     pii_clean: bool | None = None
     pii_undeclared_files: int | None = None
     pii_problem: str | None = None

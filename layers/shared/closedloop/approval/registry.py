@@ -32,6 +32,8 @@ class Candidate(Model):
     metadata: dict[str, str] = Field(default_factory=dict)
     evaluation_uri: str | None = None
     bias_uri: str | None = None
+    bias_pre_training_uri: str | None = None
+    explainability_uri: str | None = None
     created_at: datetime | None = None
 
     @property
@@ -74,6 +76,8 @@ class GateRegistry:
             metadata=dict(described.get("CustomerMetadataProperties") or {}),
             evaluation_uri=(metrics.get("ModelQuality") or {}).get("Statistics", {}).get("S3Uri"),
             bias_uri=(bias.get("PostTrainingReport") or bias.get("Report") or {}).get("S3Uri"),
+            bias_pre_training_uri=(bias.get("PreTrainingReport") or {}).get("S3Uri"),
+            explainability_uri=((metrics.get("Explainability") or {}).get("Report") or {}).get("S3Uri"),
             created_at=described.get("CreationTime"),
         )
 

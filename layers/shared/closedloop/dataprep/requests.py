@@ -55,12 +55,15 @@ def build_prep_manifest(
     prepared_prefix: str,
     quarantine_bucket: str,
     secret_arn: str,
+    feature_store: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The input manifest of one run: what to read (exact versions), how, and where to write.
 
     Deterministic for a run (no timestamps), so writing it again on a retry changes nothing.
+    `feature_store` (`closedloop.featurestore.ingestion_plan`): the line's feature group the job
+    ingests the prepared rows into; absent when the line ingests none.
     """
-    return {
+    manifest = {
         "schema": MANIFEST_SCHEMA,
         "run_id": run.run_id,
         "dataset": run.dataset,
@@ -82,6 +85,9 @@ def build_prep_manifest(
         "quarantine_uri": f"s3://{quarantine_bucket}/{run.dataset}/{run.run_id}/",
         "pseudonymisation_secret_arn": secret_arn,
     }
+    if feature_store is not None:
+        manifest["feature_store"] = feature_store
+    return manifest
 
 
 def _tags(run: DataPrepRun, manifest_uri: str) -> dict[str, str]:

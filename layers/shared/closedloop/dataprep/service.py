@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import ConfigDict
@@ -35,8 +35,10 @@ from closedloop.dataprep.requests import (
     manifest_key,
     prep_job_name,
 )
-from closedloop.errors import ClosedloopError
+from closedloop.errors import ClosedloopError, UnknownDatasetError
+from closedloop.featurestore import ingestion_plan
 from closedloop.ledger import Ledger
+from closedloop.line import LineResources, load_line
 from closedloop.model import Model
 from closedloop.route_output import RouteOutput
 from closedloop.settings import DataPrepEngine, Settings
@@ -244,6 +246,7 @@ class DataPrepService:
             prepared_prefix=settings.prepared_prefix,
             quarantine_bucket=settings.quarantine_bucket,
             secret_arn=settings.pseudonymisation_secret_arn,
+            feature_store=self._ingestion_plan(run.dataset),
         )
         key = manifest_key(settings.manifests_prefix, run.dataset, run.run_id)
         with aws_errors("s3:PutObject(manifest)"):
@@ -258,6 +261,15 @@ class DataPrepService:
         if engine in (DataPrepEngine.GLUE, DataPrepEngine.GLUE_SPARK):
             return self._start_glue(run, manifest_uri, engine)
         return self._start_processing(run, manifest_uri)
+
+    def _ingestion_plan(self, line: str) -> dict[str, Any] | None:
+        """The line's feature group ingestion for the run's manifest (None: the line ingests none)."""
+        try:
+            spec = load_line(line)
+        except UnknownDatasetError:  # a dataset policy with no line file of its own (a test's) has no group
+            return None
+        owned = LineResources.of(self._settings.resource_prefix, self._settings.raw_prefix, line)
+        return ingestion_plan(spec.feature_store, spec, owned.feature_group)
 
     def _start_processing(self, run: DataPrepRun, manifest_uri: str) -> DataPrepStarted:
         settings = self._settings

@@ -1,8 +1,8 @@
 """What is live: the endpoint's model package, its evidence files and where its traffic is captured.
 
 Endpoint (must exist and serve) → endpoint config → its `closedloop:model-package` tag (or the
-rollout's record of that very config) → the model package's `DriftCheckBaselines` (baseline.json)
-and `ModelMetrics.Bias.PostTrainingReport` (bias.json).
+rollout's record of that very config) → the model package's `DriftCheckBaselines` (baseline.json;
+`Explainability`, when the version has one) and `ModelMetrics.Bias.PostTrainingReport` (bias.json).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class LiveModel(Model):
     capture_root: str  # "<prefix>/<endpoint>/": variants are the next level
     baseline_uri: str
     bias_report_uri: str | None = None
+    explainability_uri: str | None = None  # DriftCheckBaselines.Explainability.Constraints (analysis.json)
+    explainability_config_uri: str | None = None  # DriftCheckBaselines.Explainability.ConfigFile
     serving_since: datetime | None = None
 
 
@@ -71,6 +73,8 @@ def find_live_model(serving: Serving, ledger: Ledger, settings: Settings) -> Liv
         capture_root=root,
         baseline_uri=evidence.baseline_uri,
         bias_report_uri=evidence.bias_report_uri,
+        explainability_uri=evidence.explainability_uri,
+        explainability_config_uri=evidence.explainability_config_uri,
         serving_since=described.serving_since,
     )
 

@@ -9,7 +9,10 @@ One run, for the stack's endpoint, one step per piece:
 4. with at least `drift_min_records` rows, publish the drift metrics (`publisher`) and move the
    watermark past every file that was read or skipped for good; with fewer, publish nothing and
    keep the watermark, so the rows count again in the next run;
-5. record the run in the ledger, whatever it did.
+5. feature attribution drift (`explain`): read the line's Clarify job that ended since (its nDCG
+   against the version's explainability baseline → `AttributionNdcg`), and for a measured window
+   of a version with such a baseline, start the window's job — one at a time;
+6. record the run in the ledger, whatever it did.
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ from pydantic import ConfigDict
 
 from closedloop import routes
 from closedloop.drift.evidence import EvidenceFiles
-from closedloop.drift.live import find_live_model
+from closedloop.drift.explain import AttributionDrift, AttributionJobs, AttributionOutcome, window_digest
+from closedloop.drift.live import LiveModel, find_live_model
 from closedloop.drift.plans import drift_plan
 from closedloop.drift.publisher import DriftPublisher
 from closedloop.drift.reasons import NotMeasurable
 from closedloop.drift.run_lock import DriftRunLock
+from closedloop.drift.sample import RowSample
 from closedloop.drift.scan import CaptureScanner
 from closedloop.drift.serving import Serving
 from closedloop.drift.sketch import DriftReport
 from closedloop.drift.traffic import CapturedTraffic, SkippedFile, key_time
-from closedloop.errors import LockHeldError
+from closedloop.errors import ClosedloopError, LockHeldError
 from closedloop.events.scheduler import DriftMonitorRun
 from closedloop.ledger import Clock, Ledger, utcnow
 from closedloop.model import Model
@@ -74,6 +79,9 @@ class DriftRunResult(Model):
     watermark: dict[str, str] = {}
     watermark_advanced: bool = False
     report: DriftReport | None = None
+    # feature attribution drift: the job read this run (ended), and what was done about this window
+    attribution_read: AttributionOutcome | None = None
+    attribution_job: AttributionOutcome | None = None
 
 
 class DriftMonitor:
@@ -100,6 +108,15 @@ class DriftMonitor:
         self._evidence = EvidenceFiles(s3)
         self._capture = CaptureScanner(CapturedTraffic(s3), ledger, clock=clock, settle=settle, output=self._output)
         self._publisher = DriftPublisher(cloudwatch, settings.drift_metrics_namespace)
+        self._attributions = AttributionDrift(
+            settings=settings,
+            jobs=AttributionJobs(sagemaker, s3),
+            evidence=self._evidence,
+            serving=self._serving,
+            ledger=ledger,
+            publisher=self._publisher,
+            output=self._output,
+        )
 
     def handle(self, trigger: DriftMonitorRun, remaining_s: Callable[[], float] | None = None) -> DriftRunResult:
         """Measure drift since the last run, publish it and record the run.
@@ -138,7 +155,9 @@ class DriftMonitor:
                 trigger, DriftRunResult(endpoint=endpoint, result="skipped", reason=exc.message), code=exc.code
             )
         before = self._capture.watermark(endpoint)
-        scan = self._capture.scan(live, plan, before, remaining_s)
+        read, explain_not = self._follow_up(trigger, live)
+        sample = None if explain_not else self._attributions.new_sample(live, before)
+        scan = self._capture.scan(live, plan, before, remaining_s, sample)
         report = plan.report(scan.sketch)
         common: dict[str, Any] = {
             "endpoint": endpoint,
@@ -150,6 +169,7 @@ class DriftMonitor:
             "skipped": scan.skipped[:SKIPPED_IN_RESULT],
             "stopped_early": "; ".join(scan.stopped_early),
             "report": report,
+            "attribution_read": read,
         }
         if scan.skipped:
             metrics.add_metric(name="CaptureFilesSkipped", unit=MetricUnit.Count, value=len(scan.skipped))
@@ -162,6 +182,8 @@ class DriftMonitor:
         now = self._clock()
         published = self._publisher.publish(report, endpoint=endpoint, at=now)
         advanced = scan.positions != before
+        features = list(plan.baseline.feature_order)
+        job = self._explain(trigger, live, scan.sample, (before, scan.positions), features, explain_not, advanced)
         if advanced:
             self._capture.move_watermark(live, scan.positions, now)
         result = DriftRunResult(
@@ -169,6 +191,7 @@ class DriftMonitor:
             metrics_published=published,
             watermark=scan.positions,
             watermark_advanced=advanced,
+            attribution_job=job,
             **common,
         )
         logger.info(
@@ -181,6 +204,41 @@ class DriftMonitor:
             bias_drift=report.bias.drift if report.bias else None,
         )
         return self._finish(trigger, result, code="published")
+
+    def _follow_up(self, trigger: DriftMonitorRun, live: LiveModel) -> tuple[AttributionOutcome | None, str]:
+        """Read the line's attribution job in flight; and why this run's window is not to be explained.
+
+        A failure to read it costs the attribution figure, not the drift metrics: the job stays in
+        flight (read again next run) and no other is started meanwhile.
+        """
+        try:
+            read = self._attributions.follow_up(trigger, live, self._clock())
+        except ClosedloopError as exc:
+            logger.warning("attribution job not read", endpoint=live.endpoint, error=exc.as_dict())
+            reason = f"the line's attribution job could not be read: {exc.message}"
+            return AttributionOutcome(status="failed", reason=reason), reason
+        why_not = self._attributions.why_not(live)
+        if not why_not and read is not None and read.status == "running":
+            why_not = f"the line's attribution job {read.job_name} is still running"
+        return read, why_not
+
+    def _explain(
+        self,
+        trigger: DriftMonitorRun,
+        live: LiveModel,
+        sample: RowSample | None,
+        window: tuple[dict[str, str], dict[str, str]],
+        features: list[str],
+        why_not: str,
+        advanced: bool,
+    ) -> AttributionOutcome:
+        """Start the measured window's explainability job, or record why its window is not explained."""
+        if why_not:
+            return self._attributions.skip(why_not)
+        if not advanced:
+            return self._attributions.skip("no new capture file since the last window")
+        digest = window_digest(live.endpoint, live.model_package_arn, *window)
+        return self._attributions.start(trigger, live, sample, digest, features)
 
     def _finish(self, trigger: DriftMonitorRun, result: DriftRunResult, *, code: str) -> DriftRunResult:
         """Record the run in the ledger (what it measured, if anything) and count runs without metrics."""
@@ -210,6 +268,14 @@ class DriftMonitor:
                 bias_note=report.bias_note,
                 invalid_rows=report.invalid_rows,
                 invalid_requests=report.invalid_requests,
+            )
+        if result.attribution_read is not None:
+            details.update(
+                attribution_read=result.attribution_read.status, attribution_ndcg=result.attribution_read.ndcg
+            )
+        if result.attribution_job is not None:
+            details.update(
+                attribution_job=result.attribution_job.status, attribution_reason=result.attribution_job.reason
             )
         self._output.record(
             event_id=trigger.execution_id,

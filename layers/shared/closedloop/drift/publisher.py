@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from closedloop.aws import aws_errors
-from closedloop.drift.requests import build_put_metric_data_requests
+from closedloop.drift.requests import build_attribution_metric_request, build_put_metric_data_requests
 from closedloop.drift.sketch import DriftReport
 
 if TYPE_CHECKING:
@@ -31,3 +31,13 @@ class DriftPublisher:
             with aws_errors("cloudwatch:PutMetricData"):
                 self._cloudwatch.put_metric_data(**request)
         return sum(len(r["MetricData"]) for r in requests)
+
+    def publish_attribution(self, ndcg: float, *, endpoint: str, at: datetime) -> None:
+        """Put the endpoint's `AttributionNdcg`, timestamped `at`.
+
+        Raises:
+            AwsServiceError / ThrottledError: the metric could not be put.
+        """
+        request = build_attribution_metric_request(namespace=self.namespace, endpoint=endpoint, ndcg=ndcg, at=at)
+        with aws_errors("cloudwatch:PutMetricData"):
+            self._cloudwatch.put_metric_data(**request)

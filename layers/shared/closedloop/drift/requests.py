@@ -57,3 +57,9 @@ def build_put_metric_data_requests(
         {"Namespace": namespace, "MetricData": data[i : i + METRICS_PER_REQUEST]}
         for i in range(0, len(data), METRICS_PER_REQUEST)
     ]
+
+
+def build_attribution_metric_request(*, namespace: str, endpoint: str, ndcg: float, at: datetime) -> dict[str, Any]:
+    """PutMetricData (keyword arguments) of one attribution drift measurement: `AttributionNdcg`,
+    dimension Endpoint like the other endpoint-level drift metrics."""
+    return {"Namespace": namespace, "MetricData": [_datum("AttributionNdcg", ndcg, at, {"Endpoint": endpoint})]}

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from closedloop import ledger_keys, routes
 from closedloop.drift.live import LiveModel
+from closedloop.drift.sample import RowSample
 from closedloop.drift.sketch import CaptureSketch, DriftPlan
 from closedloop.drift.traffic import CapturedTraffic, CaptureFile, SkippedFile
 from closedloop.ledger import Clock, Ledger
@@ -37,6 +38,7 @@ class CaptureScan:
     passed_over: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     stopped_early: list[str] = field(default_factory=list)
+    sample: RowSample | None = None  # the rows kept for the explainability analysis, when asked for
 
 
 class CaptureScanner:
@@ -84,6 +86,7 @@ class CaptureScanner:
         plan: DriftPlan,
         since: dict[str, str],
         remaining_s: Callable[[], float] | None,
+        sample: RowSample | None = None,
     ) -> CaptureScan:
         """Count the files after `since` (a watermark) into one sketch.
 
@@ -92,11 +95,12 @@ class CaptureScanner:
             plan: the drift plan the sketches are counted for.
             since: the watermark to start from (not changed).
             remaining_s: seconds the invocation has left; reading stops `DEADLINE_MARGIN_S` before.
+            sample: keeps a sample of the rows of the files counted (None: no rows are kept).
 
         Raises:
             ClosedloopError: the capture files could not be listed.
         """
-        scan = CaptureScan(sketch=plan.new_sketch(), positions=dict(since))
+        scan = CaptureScan(sketch=plan.new_sketch(), positions=dict(since), sample=sample)
         positions = scan.positions
         newest = self._clock() - self._settle
         for variant in self._traffic.variants(live):
@@ -111,12 +115,15 @@ class CaptureScanner:
                     scan.passed_over += 1
                     positions[variant] = file.key
                     continue
-                outcome = self._traffic.count(live, file, plan)
+                rows = sample.for_file(file.key) if sample is not None else None
+                outcome = self._traffic.count(live, file, plan, rows)
                 if isinstance(outcome, SkippedFile):
                     self._record_skipped(live, file, outcome)
                     scan.skipped.append(outcome)
                 elif isinstance(outcome, CaptureSketch):
                     scan.sketch.merge(outcome)
+                    if sample is not None and rows is not None:
+                        sample.merge(rows)
                     scan.files_read += 1
                 else:
                     scan.stopped_early.append(f"{file.key} was not read to the end ({outcome}); read again next run")

@@ -47,12 +47,15 @@ class ServingEndpoint(Model):
 
 
 class PackageEvidence(Model):
-    """Where a model package's drift baseline and post-training bias report are (either may be absent)."""
+    """Where a model package's drift baseline, post-training bias report and explainability baseline
+    (Clarify's `analysis.json` and the analysis configuration that made it) are; any may be absent."""
 
     model_config = ConfigDict(frozen=True)
 
     baseline_uri: str | None = None
     bias_report_uri: str | None = None
+    explainability_uri: str | None = None
+    explainability_config_uri: str | None = None
 
 
 class Serving:
@@ -96,6 +99,26 @@ class Serving:
         """
         with aws_errors("sagemaker:DescribeModelPackage"):
             package = self._sagemaker.describe_model_package(ModelPackageName=package_arn)
-        baseline = package.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).get("Statistics", {})
+        checks = package.get("DriftCheckBaselines", {})
+        baseline = checks.get("ModelDataQuality", {}).get("Statistics", {})
         bias = package.get("ModelMetrics", {}).get("Bias", {}).get("PostTrainingReport", {})
-        return PackageEvidence(baseline_uri=baseline.get("S3Uri"), bias_report_uri=bias.get("S3Uri"))
+        # the version's explainability drift-check baseline: SageMaker's explainability monitor
+        # compares with `Constraints` (Clarify's analysis.json) and reuses `ConfigFile`'s settings
+        explainability = checks.get("Explainability", {})
+        return PackageEvidence(
+            baseline_uri=baseline.get("S3Uri"),
+            bias_report_uri=bias.get("S3Uri"),
+            explainability_uri=explainability.get("Constraints", {}).get("S3Uri"),
+            explainability_config_uri=explainability.get("ConfigFile", {}).get("S3Uri"),
+        )
+
+    def served_model(self, config_name: str) -> str | None:
+        """The SageMaker Model the endpoint config's (first) production variant serves; None without one.
+
+        Raises:
+            AwsServiceError / ThrottledError: SageMaker could not be read.
+        """
+        with aws_errors("sagemaker:DescribeEndpointConfig"):
+            variants = self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+        names = [str(v["ModelName"]) for v in variants if v.get("ModelName")]
+        return names[0] if names else None

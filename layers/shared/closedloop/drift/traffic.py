@@ -20,6 +20,7 @@ from closedloop.aws import aws_errors, is_not_found
 from closedloop.drift.capture import CHUNK_SIZE, CaptureFileSkipped, CaptureReadInterrupted, read_capture
 from closedloop.drift.live import LiveModel
 from closedloop.drift.reasons import short
+from closedloop.drift.sample import RowSample
 from closedloop.drift.sketch import CaptureSketch, DriftPlan
 from closedloop.errors import ClosedloopError
 from closedloop.model import Model
@@ -110,8 +111,10 @@ class CapturedTraffic:
                             size=obj.get("Size"),
                         )
 
-    def count(self, live: LiveModel, file: CaptureFile, plan: DriftPlan) -> CaptureSketch | SkippedFile | str:
-        """Count one capture file into its own sketch.
+    def count(
+        self, live: LiveModel, file: CaptureFile, plan: DriftPlan, sample: RowSample | None = None
+    ) -> CaptureSketch | SkippedFile | str:
+        """Count one capture file into its own sketch (and offer its rows to `sample`, the file's own).
 
         Returns:
             the file's sketch; why it was skipped for good (deleted, empty, truncated, unusable);
@@ -130,6 +133,8 @@ class CapturedTraffic:
         try:
             for request in read_capture(body.iter_chunks(CHUNK_SIZE), expected_bytes=response.get("ContentLength")):
                 sketch.add_request(request.inputs, request.outputs)
+                if sample is not None:
+                    sample.offer_request(request.inputs)
         except CaptureFileSkipped as exc:
             return SkippedFile(key=file.key, reason=exc.reason, detail=exc.detail)
         except (CaptureReadInterrupted, BotoCoreError) as exc:

@@ -512,11 +512,14 @@ def finish_run(
     files_report: List[Dict[str, Any]],
     data: Dict[str, Any],
     engine: str,
+    featurestore: Any = None,
 ) -> Dict[str, Any]:
-    """Write the run's PII report, then its output manifest — last: a run is done when its manifest is there.
+    """Write the run's PII report, ingest its rows into the line's feature group when the manifest
+    names one, then write its output manifest — last: a run is done when its manifest is there.
 
     `inputs` and `files_report` are in the run's object order; `data` is where the prepared rows
-    are (`data_uri`, and what else the engine writes: format, parts).
+    are (`data_uri`, and what else the engine writes: format, parts). `featurestore`: a
+    featurestore-runtime client (default: built from the environment when needed).
     """
     manifest, policy, handling = run["manifest"], run["policy"], run["handling"]
     out_bucket, out_prefix = run["out_bucket"], run["out_prefix"]
@@ -562,8 +565,124 @@ def finish_run(
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
     _put_json(s3, out_bucket, out_prefix + "pii_report.json", pii_report)
+    plan = manifest.get("feature_store")
+    if plan:
+        output["feature_store"] = ingest_features(plan, s3, data, featurestore)
     _put_json(s3, out_bucket, out_prefix + "manifest.json", output)
     return output
+
+
+# --- Feature Store ingestion ------------------------------------------------------------------
+
+INGEST_THREADS = 8
+INGEST_CHUNK = 2000
+INGEST_BATCH = 25  # BatchWriteRecord's most entries a request
+ISO_EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$")
+
+
+def event_time_now(now: Optional[datetime] = None) -> str:
+    """An event time as Feature Store takes it: ISO-8601 UTC with milliseconds (`…T10:00:00.123Z`)."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _prepared_parts(data: Dict[str, Any]) -> List[str]:
+    """The prepared data's CSV objects (each with its header), as the engine wrote them."""
+    if data.get("parts"):
+        return list(data["parts"])
+    return [data["data_uri"]] if data.get("data_uri") else []
+
+
+def feature_records(
+    rows: Iterator[Dict[str, str]], plan: Dict[str, Any], run_event_time: str
+) -> Iterator[Optional[List[Dict[str, str]]]]:
+    """Each prepared row as a Feature Store record (None: its event time is not ISO-8601 UTC).
+
+    The label is not a feature; an empty value is left out (a missing feature, null offline).
+    """
+    declared = plan.get("event_time")
+    names = [name for name in plan["features"] if declared or name != plan["event_time_feature"]]
+    for row in rows:
+        event_time = row.get(declared, "") if declared else run_event_time
+        if not ISO_EVENT_TIME.match(event_time) or not row.get(plan["record_identifier"]):
+            yield None
+            continue
+        record = [{"FeatureName": name, "ValueAsString": row[name]} for name in names if row.get(name, "") != ""]
+        if not declared:
+            record.append({"FeatureName": plan["event_time_feature"], "ValueAsString": event_time})
+        yield record
+
+
+def ingest_features(plan: Dict[str, Any], s3: Any, data: Dict[str, Any], featurestore: Any = None) -> Dict[str, Any]:
+    """Write every prepared row into the line's feature group: threads, 25 records a request.
+
+    BatchWriteRecord where the job's boto3 knows it (an entry it leaves unprocessed or fails is put
+    again with PutRecord), PutRecord one record at a time where it does not (an older boto3 in
+    Glue's Python shell). Returns the lineage of the ingestion (counts and names, never values). A
+    row without a record identifier or with an event time that is not ISO-8601 UTC is not
+    ingested and is counted; a PutRecord that fails after the client's retries fails the run
+    (AWS's error, which names the operation and the group).
+    """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only runs that ingest need it
+
+    if featurestore is None:
+        # the client's own retries (throttling included); its 10 pooled connections serve the 8 threads
+        featurestore = boto3.client("sagemaker-featurestore-runtime", region_name=s3.meta.region_name)
+    group = plan["feature_group"]
+    batched = "BatchWriteRecord" in featurestore.meta.service_model.operation_names
+    run_event_time = event_time_now()
+    started = datetime.now(timezone.utc)
+    ingested = skipped = 0
+
+    def write(records: List[List[Dict[str, str]]]) -> None:
+        if not batched:
+            for record in records:
+                featurestore.put_record(FeatureGroupName=group, Record=record)
+            return
+        response = featurestore.batch_write_record(
+            Entries=[{"FeatureGroupName": group, "Record": record} for record in records]
+        )
+        again = list(response.get("UnprocessedEntries") or []) + [e["Entry"] for e in response.get("Errors") or []]
+        for entry in again:
+            featurestore.put_record(FeatureGroupName=group, Record=entry["Record"])
+
+    def send(chunk: List[List[Dict[str, str]]], pool: Any) -> None:
+        list(pool.map(write, [chunk[i : i + INGEST_BATCH] for i in range(0, len(chunk), INGEST_BATCH)]))
+
+    with ThreadPoolExecutor(max_workers=INGEST_THREADS) as pool:
+        for uri in _prepared_parts(data):
+            bucket, key = split_uri(uri)
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            text = io.TextIOWrapper(body, encoding="utf-8", newline="")
+            chunk: List[List[Dict[str, str]]] = []
+            for record in feature_records(csv.DictReader(text), plan, run_event_time):
+                if record is None:
+                    skipped += 1
+                    continue
+                chunk.append(record)
+                if len(chunk) >= INGEST_CHUNK:
+                    send(chunk, pool)
+                    ingested += len(chunk)
+                    chunk = []
+            send(chunk, pool)
+            ingested += len(chunk)
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    log.info(
+        "ingested %d records into feature group %s in %.1f s (%d rows not ingested)", ingested, group, seconds, skipped
+    )
+    return {
+        "feature_group": group,
+        "record_identifier": plan["record_identifier"],
+        "event_time": plan.get("event_time"),
+        "event_time_feature": plan["event_time_feature"],
+        "event_time_value": None if plan.get("event_time") else run_event_time,
+        "features": plan["features"],
+        "api": "BatchWriteRecord" if batched else "PutRecord",
+        "ingested_records": ingested,
+        "rows_not_ingested": skipped,
+        "ingest_seconds": round(seconds, 3),
+        "ingested_at": started.isoformat(),
+    }
 
 
 def run(manifest_uri: str, s3: Any, secrets: Any, engine: str = "local") -> Dict[str, Any]:
