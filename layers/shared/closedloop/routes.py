@@ -117,7 +117,8 @@ DRIFT_MONITOR = Route(
     event_model="closedloop.events.scheduler.DriftMonitorRun",
     service="closedloop.drift.monitor.DriftMonitor.handle",
     line_from="the schedule's input `line`",
-    does="measure the line's captured traffic against its training baseline; publish drift metrics",
+    does="measure the line's captured traffic against its training baseline (and its attributions against the "
+    "version's explainability baseline, by a Clarify job); publish drift metrics",
     samples=("drift_monitor_schedule.json",),
 )
 
