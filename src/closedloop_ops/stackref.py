@@ -218,7 +218,7 @@ def local_stack(
             region=state["region"],
             outputs=entry["outputs"],
             endpoint_url=url,
-            credentials=_admin_session(url, state["region"], entry["account"], credentials),
+            credentials=admin_session(url, state["region"], entry["account"], credentials),
             local=True,
         )
     if stage and not stages and stage != "dev":
@@ -233,19 +233,22 @@ def local_stack(
     )
 
 
-def _admin_session(url: str, region: str, account: str, credentials: dict[str, str]) -> dict[str, str]:
+def admin_session(url: str, region: str, account: str, credentials: dict[str, str]) -> dict[str, str]:
     """Credentials in a stage's account of the local loop: its administrator role's session."""
     import boto3
 
     make: Any = boto3.client
     sts = make("sts", region_name=region, endpoint_url=url, **credentials)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{STAGE_ADMIN_ROLE}", RoleSessionName="closedloop")[
-        "Credentials"
-    ]
+    role = f"arn:aws:iam::{account}:role/{STAGE_ADMIN_ROLE}"
+    return sts_credentials(sts.assume_role(RoleArn=role, RoleSessionName="closedloop")["Credentials"])
+
+
+def sts_credentials(issued: Any) -> dict[str, str]:
+    """boto3 keyword arguments for the `Credentials` STS AssumeRole issued."""
     return {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
+        "aws_access_key_id": issued["AccessKeyId"],
+        "aws_secret_access_key": issued["SecretAccessKey"],
+        "aws_session_token": issued["SessionToken"],
     }
 
 

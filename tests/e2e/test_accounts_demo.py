@@ -20,6 +20,7 @@ from closedloop_ops import approvals
 from closedloop_ops.local.accounts_demo import AccountsDemo, run_accounts_demo, stage_ref
 from closedloop_ops.local.estate import approver_role
 from closedloop_ops.moto_ext import accounts as moto_accounts
+from closedloop_ops.stackref import sts_credentials
 from closedloop_ops.ui.identity import assume_role
 
 pytestmark = pytest.mark.slow
@@ -54,12 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         import boto3
 
         events = boto3.client(
-            "events",
-            endpoint_url=demo.estate.endpoint_url,
-            region_name="eu-west-1",
-            aws_access_key_id=stranger["AccessKeyId"],
-            aws_secret_access_key=stranger["SecretAccessKey"],
-            aws_session_token=stranger["SessionToken"],
+            "events", endpoint_url=demo.estate.endpoint_url, region_name="eu-west-1", **sts_credentials(stranger)
         )
         prod_bus = f"arn:aws:events:eu-west-1:{demo.estate.accounts['prod']}:event-bus/default"
         events.put_rule(Name="forge", EventPattern=json.dumps({"source": ["closedloop"]}))

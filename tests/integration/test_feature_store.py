@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
-import sys
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pyarrow.parquet as pq
+from integration.test_prepare_script import upload
 
-from closedloop.dataprep.arrival import DataPrepRun, RawObject
+from closedloop.dataprep.arrival import DataPrepRun
 from closedloop.dataprep.requests import build_prep_manifest, manifest_key
 from closedloop.featurestore import FeatureStoreSpec, build_create_feature_group_request, ingestion_plan
 from closedloop.line import LineResources, load_line
 from closedloop.prep import prepare
 from closedloop_ops import synthetic
 from support.stack import ACCOUNT, REGION, Stack
+from support.steps import load_step
 
-STEPS = Path(__file__).resolve().parents[2] / "pipelines" / "steps"
 SPEC = FeatureStoreSpec(enabled=True, record_identifier="application_id")
-
-
-def load_step(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"closedloop_steps_{name}", STEPS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 dataset = load_step("dataset")
@@ -48,19 +37,6 @@ def create_group(stack: Stack, request: dict[str, Any]) -> str:
         assert described["RecordIdentifierFeatureName"] == request["RecordIdentifierFeatureName"]
         assert described["EventTimeFeatureName"] == request["EventTimeFeatureName"]
     return str(request["FeatureGroupName"])
-
-
-def upload(stack: Stack, key: str, body: bytes) -> RawObject:
-    response = boto3.client("s3").put_object(Bucket=stack.data_bucket, Key=key, Body=body)
-    return RawObject(
-        bucket=stack.data_bucket,
-        key=key,
-        dataset="loans",
-        format="jsonl" if key.endswith(".jsonl") else "csv",
-        size=len(body),
-        etag=response["ETag"].strip('"'),
-        version_id=response["VersionId"],
-    )
 
 
 def same_values(rows: list[list[str]], types: dict[str, str], header: list[str]) -> list[tuple[Any, ...]]:

@@ -29,6 +29,7 @@ from closedloop.settings import Settings
 from closedloop.stages import StageEvents
 from closedloop_ops import moto_ext
 from closedloop_ops.moto_ext import accounts
+from closedloop_ops.stackref import sts_credentials
 from support.stack import ACCOUNT as DEV
 from support.stack import REGION, create_ledger_table, stack_env
 
@@ -39,15 +40,10 @@ IMAGE = f"141502667606.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1.4
 
 def credentials(account: str) -> dict[str, str]:
     """Keyword arguments for boto3 clients of `account` (credentials moto maps to it)."""
-    creds = boto3.client("sts", region_name=REGION).assume_role(
+    issued = boto3.client("sts", region_name=REGION).assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="tests"
     )["Credentials"]
-    return {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
-        "region_name": REGION,
-    }
+    return {**sts_credentials(issued), "region_name": REGION}
 
 
 @dataclass

@@ -11,11 +11,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import importlib.util
 import json
 import math
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +25,7 @@ from typing import Any
 
 from closedloop import lineage
 from closedloop_ops import synthetic
+from support.steps import load_step
 
 FEATURES = [name for name in synthetic.FEATURES if name != "group"]
 PROTECTED = "group"
@@ -53,13 +52,8 @@ def score(row: dict[str, str]) -> float:
 
 @cache
 def _step(name: str) -> ModuleType:
-    """A pipeline step script, loaded as its own module (the steps are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"closedloop_baseline_writer_{name}", STEPS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    """A pipeline step script, loaded once as its own module."""
+    return load_step(name, "closedloop_baseline_writer")
 
 
 def _split_salt(common: ModuleType) -> str:

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
-STEPS = Path(__file__).resolve().parents[2] / "pipelines" / "steps"
+from support.steps import load_step
 
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"closedloop_steps_{name}", STEPS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-common = load("common")
-evaluate = load("evaluate")
-inference = load("inference")
+common = load_step("common")
+evaluate = load_step("evaluate")
+inference = load_step("inference")
 
 MANIFEST = {
     "dataset": "loans",

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,20 +12,9 @@ from closedloop.errors import DatasetPolicyError
 from closedloop.featurestore import FeatureStoreSpec, build_create_feature_group_request, ingestion_plan
 from closedloop.line import load_line, parse_line
 from closedloop.prep import prepare
+from support.steps import load_step
 
-STEPS = Path(__file__).resolve().parents[2] / "pipelines" / "steps"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"closedloop_steps_{name}", STEPS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-dataset = load("dataset")
+dataset = load_step("dataset")
 
 
 def at(hour: int, minute: int = 0) -> datetime:

@@ -14,14 +14,12 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from closedloop_ops.local.loop import LOCAL_ACCOUNT, REGION, ROOT, LocalLoop, moto_server
+from closedloop_ops.stackref import LOCAL_CREDENTIALS, admin_session
 
 # The local accounts of the stages (moto's default account trains, as `closedloop demo` does).
 STAGE_ACCOUNTS = {"dev": LOCAL_ACCOUNT, "staging": "222222222222", "prod": "333333333333"}
-# The role an organisation's administrator assumes in a member account (AWS Organizations' default).
-ADMIN_ROLE = "OrganizationAccountAccessRole"
 PROD_APPROVER = "ProdApprover"
 
 
@@ -58,17 +56,7 @@ def account_credentials(endpoint_url: str, account: str, region: str = REGION) -
     """boto3 keyword arguments for `account` of the local moto (its administrator role's session)."""
     if account == LOCAL_ACCOUNT:
         return {}
-    import boto3
-
-    make: Any = boto3.client
-    creds = make("sts", region_name=region, endpoint_url=endpoint_url).assume_role(
-        RoleArn=f"arn:aws:iam::{account}:role/{ADMIN_ROLE}", RoleSessionName="closedloop-local"
-    )["Credentials"]
-    return {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
-    }
+    return admin_session(endpoint_url, region, account, dict(LOCAL_CREDENTIALS))
 
 
 @dataclass

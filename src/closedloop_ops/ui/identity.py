@@ -13,7 +13,7 @@ import getpass
 import re
 
 from closedloop_ops.cli_errors import CliError
-from closedloop_ops.stackref import StackRef
+from closedloop_ops.stackref import StackRef, sts_credentials
 
 
 def session_name(requested: str | None = None) -> str:
@@ -50,10 +50,6 @@ def assume_role(stack: StackRef, role_arn: str, session: str | None = None) -> S
         region=stack.region,
         outputs=stack.outputs,
         endpoint_url=stack.endpoint_url,
-        credentials={
-            "aws_access_key_id": credentials["AccessKeyId"],
-            "aws_secret_access_key": credentials["SecretAccessKey"],
-            "aws_session_token": credentials["SessionToken"],
-        },
+        credentials=sts_credentials(credentials),
         local=stack.local,
     )
