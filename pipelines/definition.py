@@ -344,15 +344,20 @@ def processing_step(
     )
 
 
-def clarify_model_step(config: PipelineConfig, session: Any, image: str, model_data: Any) -> ModelStep:
-    """The trained model as a SageMaker Model: Clarify's model checks serve it on a shadow endpoint."""
-    builder = ModelBuilder(
+def serving_model(config: PipelineConfig, session: Any, image: str, model_data: Any) -> ModelBuilder:
+    """The trained model as its endpoints serve it: the archive's own `code/inference.py` in the image."""
+    return ModelBuilder(
         s3_model_data_url=model_data,
         image_uri=image,
         role_arn=config.role_arn,
         sagemaker_session=session,
         env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
     )
+
+
+def clarify_model_step(config: PipelineConfig, session: Any, image: str, model_data: Any) -> ModelStep:
+    """The trained model as a SageMaker Model: Clarify's model checks serve it on a shadow endpoint."""
+    builder = serving_model(config, session, image, model_data)
     return ModelStep(
         name=CLARIFY_MODEL,
         step_args=builder.build(),
@@ -508,13 +513,7 @@ def register_step(
     def lineage_value(name: str) -> JsonGet:
         return JsonGet(step_name=evaluate.name, property_file=lineage_file, json_path=name)
 
-    builder = ModelBuilder(
-        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
-        image_uri=image,
-        role_arn=config.role_arn,
-        sagemaker_session=session,
-        env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
-    )
+    builder = serving_model(config, session, image, train.properties.ModelArtifacts.S3ModelArtifacts)
     return ModelStep(
         name=REGISTER,
         step_args=builder.register(
