@@ -97,9 +97,11 @@ def stack_status(stack: StackRef, now: datetime | None = None, line: str | None 
     now = now or datetime.now(UTC)
     ledger = Ledger(stack.output("LedgerTableName"), stack.client("dynamodb"))
     lines = [stack.line(line)] if line is not None else stack.lines()
+    # what the stages reported (route 8's records here): read once, in the stack that has stages
+    reports = stage_reports(ledger, now) if settings.trains and settings.stage_account_ids else []
     groups = []
     for owned in lines:
-        group = group_status(stack, ledger, owned, settings.pipeline_name, now)
+        group = group_status(stack, ledger, owned, settings.pipeline_name, now, reports)
         mode = stack.line_settings(owned).approval_mode.value
         groups.append(
             group.model_copy(update={"approval_mode": mode}) if mode != settings.approval_mode.value else group
@@ -119,7 +121,14 @@ def stack_status(stack: StackRef, now: datetime | None = None, line: str | None 
     )
 
 
-def group_status(stack: StackRef, ledger: Any, owned: LineResources, pipeline: str, now: datetime) -> GroupStatus:
+def group_status(
+    stack: StackRef,
+    ledger: Any,
+    owned: LineResources,
+    pipeline: str,
+    now: datetime,
+    stage_reports: list[Any] | None = None,
+) -> GroupStatus:
     """Status of one model line: its model group, the endpoint it deploys to and its drift alarms."""
     from closedloop.retrain_lock import RetrainLock
 
@@ -189,20 +198,27 @@ def group_status(stack: StackRef, ledger: Any, owned: LineResources, pipeline: s
         pending_approvals=_pending(stack, ledger, group),
         versions=_counts(stack, group),
         drift_alarms=_alarm_states(stack, owned.drift_alarms),
-        stages=_stages(ledger, group, now),
+        stages=_stages(stage_reports or [], group),
     )
 
 
 STAGE_HISTORY = timedelta(days=366)
 
 
-def _stages(ledger: Any, group: str, now: datetime) -> dict[str, dict[str, Any]]:
+def stage_reports(ledger: Any, now: datetime) -> list[Any]:
+    """Route 8's records of the later stages' changes in this ledger, oldest first (a year back)."""
+    return [
+        decision
+        for decision in ledger.decisions_since(now - STAGE_HISTORY)
+        if decision.route == "stage-change" and decision.action.startswith("stage:")
+    ]
+
+
+def _stages(reports: list[Any], group: str) -> dict[str, dict[str, Any]]:
     """What the later stages reported of the group's versions (route 8's records in this ledger): per stage,
     the version live there (as trained: its number here), and the versions promoted there not yet live."""
     stages: dict[str, dict[str, Any]] = {}
-    for decision in ledger.decisions_since(now - STAGE_HISTORY):
-        if decision.route != "stage-change" or not decision.action.startswith("stage:"):
-            continue
+    for decision in reports:
         if f":model-package/{group}/" not in decision.business_key:
             continue
         stage = decision.action.removeprefix("stage:")

@@ -40,12 +40,11 @@ def _local() -> dict[str, str]:
     return {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
-def stage_records(build: StackRef, since: datetime) -> list[Any]:
-    """Route 8's records in the build account's ledger: what each later stage made of each version."""
+def build_decisions(build: StackRef, since: datetime) -> list[Any]:
+    """The build account's ledger since `since`: its own decisions and route 8's records of the other stages."""
     from closedloop.ledger import Ledger
 
-    ledger = Ledger(build.output("LedgerTableName"), build.client("dynamodb"))
-    return [d for d in ledger.decisions_since(since) if d.route == "stage-change" and d.action.startswith("stage:")]
+    return Ledger(build.output("LedgerTableName"), build.client("dynamodb")).decisions_since(since)
 
 
 def _line_of(arn: str) -> str:
@@ -119,7 +118,7 @@ class AccountsDemo:
         config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
         # the stage's copy keeps the source version's baseline (in the build account's bucket)
-        baseline = self._baseline(sm, tags["closedloop:model-package"])
+        baseline = self.demo.baseline(tags["closedloop:model-package"], loop)
         rows = list(synthetic.DATASETS[DRIFTED_LINE].generate(30, seed=606))
         client = loop.client("sagemaker-runtime")
         inference_id = ""
@@ -137,16 +136,6 @@ class AccountsDemo:
             "traffic", f"{len(rows)} requests scored by {self.last}'s {owned.endpoint_name}", f"{written} captured"
         )
         return inference_id
-
-    def _baseline(self, sm: Any, package_arn: str) -> dict[str, Any]:
-        import json
-
-        package = sm.describe_model_package(ModelPackageName=package_arn)
-        uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        s3 = self.estate.loops[self.last].client("s3")
-        document: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        return document
 
     def trace_across(self, inference_id: str) -> dict[str, Any]:
         from closedloop_ops.lineage import trace
@@ -169,11 +158,12 @@ class AccountsDemo:
     def accounts_report(self, since: datetime, dev_deployed: dict[str, list[int]]) -> dict[str, Any]:
         """`accounts`: per stage its account, the versions that went live there (as trained), and who released them."""
         build = stage_ref(self.estate, self.stages[0])
-        records = stage_records(build, since)
+        decisions = build_decisions(build, since)
+        records = [d for d in decisions if d.route == "stage-change" and d.action.startswith("stage:")]
         report: dict[str, Any] = {}
         gate = [
             d
-            for d in self.demo_decisions(build, since)
+            for d in decisions
             if d.route == "pipeline-finished" and d.action == "approval_gate" and d.result == "approved"
         ]
         report[self.stages[0]] = {
@@ -224,12 +214,6 @@ class AccountsDemo:
             }
         report[self.last]["endpoints_before_approval"] = self.served_before_approval.get(self.last, [])
         return report
-
-    @staticmethod
-    def demo_decisions(build: StackRef, since: datetime) -> list[Any]:
-        from closedloop.ledger import Ledger
-
-        return Ledger(build.output("LedgerTableName"), build.client("dynamodb")).decisions_since(since)
 
 
 def run_accounts_demo(

@@ -248,12 +248,14 @@ class Demo:
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
         return str(tags["closedloop:model-package"])
 
-    def baseline(self, package_arn: str) -> dict[str, Any]:
-        """The training baseline of a model version (its feature order and protected attribute)."""
-        package = self.loop.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
+    def baseline(self, package_arn: str, loop: LocalLoop | None = None) -> dict[str, Any]:
+        """The training baseline of a model version (its feature order and protected attribute), read in
+        `loop`'s account (default: this loop's; a stage's copy keeps its source's baseline)."""
+        loop = loop or self.loop
+        package = loop.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
         uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        document: dict[str, Any] = json.loads(self.loop.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        document: dict[str, Any] = json.loads(loop.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
         return document
 
     @staticmethod
