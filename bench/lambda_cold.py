@@ -100,7 +100,9 @@ def lambda_environment(task: Path, opt: Path, extra: dict[str, str]) -> dict[str
             "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
             "LAMBDA_TASK_ROOT": str(task),
             "LAMBDA_RUNTIME_DIR": str(opt.parent),
-            "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0",
+            # sampled, as a cold start's first request mostly is (X-Ray's reservoir: the first each
+            # second): the subsegments go to a daemon address on loopback where nothing listens
+            "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1",
             "PYTHONPATH": os.pathsep.join([str(task), str(opt / "python")]),
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from closedloop import aws
 from closedloop.dataprep.policy import load_policy
 from closedloop.settings import load_settings
 from support.stack import REGION, Stack, provision, stack_env
+from support.xray import udp_daemon
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -129,3 +131,10 @@ def auto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         monkeypatch.setenv("PREP_SPARK_THRESHOLD_BYTES", str(1 << 20))
         load_settings.cache_clear()
         yield stack
+
+
+@pytest.fixture
+def xray_daemon() -> Iterator[socket.socket]:
+    """A UDP socket on loopback standing in for the X-Ray daemon Lambda runs."""
+    with udp_daemon() as sock:
+        yield sock

@@ -81,7 +81,7 @@ def test_importing_a_handler_makes_no_client_connection_or_random_state(function
     assert [m for m in made if m != "os.urandom in multiprocessing.process"] == []
 
 
-def test_with_tracing_on_x_ray_patches_botocore_and_nothing_else() -> None:
+def test_with_tracing_on_nothing_is_patched_and_no_tracing_library_is_imported() -> None:
     # Given Lambda's environment with tracing on (Tracing: Active in the template)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_", "POWERTOOLS_"))},
@@ -91,13 +91,15 @@ def test_with_tracing_on_x_ray_patches_botocore_and_nothing_else() -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "closedloop",
     }
     script = (
-        "import json\nimport closedloop.observability\nfrom aws_xray_sdk.core import patcher\n"
-        "print(json.dumps(sorted(patcher._PATCHED_MODULES)))"
+        "import json, sys\nimport botocore.client\nbefore = botocore.client.BaseClient._make_api_call\n"
+        "import closedloop.observability, closedloop.aws\n"
+        "print(json.dumps({'patched': botocore.client.BaseClient._make_api_call is not before,\n"
+        "  'libraries': sorted(m for m in sys.modules if m.split('.')[0] in {'aws_xray_sdk', 'wrapt', 'asyncio'})}))"
     )
-    # When the observability singletons are built
+    # When the observability singletons and the client module are imported
     result = subprocess.run(
         [str(RUNTIME_PYTHON), "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
     )
-    # Then AWS calls are traced (botocore), and no other library was probed or patched at import
+    # Then botocore is not patched (calls are traced through its events) and no X-Ray SDK, wrapt or asyncio loads
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["botocore"]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"patched": False, "libraries": []}

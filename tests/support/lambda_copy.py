@@ -1,7 +1,7 @@
 """The built layer and functions laid out as Lambda mounts them (/opt, /var/task), read-only.
 
 `sam build` builds for arm64; where this machine is another architecture, the layer's compiled
-extension modules (pydantic-core, wrapt) are swapped for this machine's build of the same pinned
+extension modules (pydantic-core) are swapped for this machine's build of the same pinned
 wheels from `.venv-runtime`. Every Python module and its bytecode stay exactly as built.
 """
 

@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from closedloop.errors import AwsServiceError, ClosedloopError, ResourceLimitError, ThrottledError
+from closedloop.tracing import tracer
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -80,8 +81,11 @@ class _LazyClient:
 
 @cache
 def _session(identity: str, endpoint: str) -> boto3.session.Session:
-    """One session per identity (one on Lambda; one per function role in the local loop)."""
-    return boto3.session.Session()
+    """One session per identity (one on Lambda; one per function role in the local loop), its AWS
+    calls traced on the invocations Lambda samples (closedloop.tracing)."""
+    session = boto3.session.Session()
+    tracer.instrument(session.events)
+    return session
 
 
 @cache

@@ -7,14 +7,14 @@ data values.
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 
+from closedloop.tracing import tracer
+
 logger = Logger(utc=True)
-# Every outbound call is a boto3 call: X-Ray patches botocore only, not every library it supports
-# (patch_all also patches http.client and probes a dozen database and HTTP clients at import).
-# With tracing off (POWERTOOLS_TRACE_DISABLED, or outside Lambda) Powertools patches nothing.
-tracer = Tracer(patch_modules=("botocore",))
+# X-Ray: the handler and every AWS call as subsegments of Lambda's trace, without the X-Ray SDK
+# (closedloop.tracing; off with POWERTOOLS_TRACE_DISABLED, and outside Lambda).
 metrics = Metrics()
 
 EVENTBRIDGE_CORRELATION = correlation_paths.EVENT_BRIDGE
