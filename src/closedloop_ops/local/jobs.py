@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -23,10 +22,12 @@ from typing import Any
 from closedloop.s3uri import split_s3_uri
 from closedloop_ops.local.emitter import ACCOUNT, Emitter
 from closedloop_ops.local.provision import LocalStack
+from closedloop_ops.local.zygote import Zygote, run_fresh
 from closedloop_ops.moto_ext import jobs as moto_jobs
 
 PROCESSING_ROOT = "/opt/ml/processing"
 CLARIFY_REPOSITORY = "/sagemaker-clarify-processing:"
+ZYGOTE = Zygote()  # one per process, started by the first job; it ends when this process does
 
 
 class JobError(Exception):
@@ -73,16 +74,19 @@ class JobRunner:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    def _run(self, argv: list[str], env: dict[str, str], cwd: Path, *, fresh: bool = False) -> tuple[int, str]:
+        """Run a job's script (forked from the zygote, or with `fresh` a new interpreter); (exit code,
+        the last line it printed when it failed)."""
         import time
 
         started = time.perf_counter()
-        result = subprocess.run(  # noqa: S603 - the stack's own scripts, run as their containers would
-            argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=self.timeout_s, check=False
-        )
+        if fresh or argv[0] != sys.executable:
+            code, output = run_fresh(argv, env, cwd, self.timeout_s)
+        else:
+            code, output = ZYGOTE.run(argv, env, cwd, self.timeout_s)
         self._last_seconds = time.perf_counter() - started
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] if result.returncode else []
-        return result.returncode, tail[0][:500] if tail else ""
+        tail = output.strip().splitlines()[-1:] if code else []
+        return code, tail[0][:500] if tail else ""
 
     # -- Processing ---------------------------------------------------------------------------
 
@@ -190,7 +194,7 @@ class JobRunner:
                 argv = [sys.executable, str(script)]
                 for key, value in arguments.items():
                     argv += [key, str(value)]
-                code, tail = self._run(argv, self._environment(job["Role"]), self.workdir)
+                code, tail = self._run(argv, self._environment(job["Role"]), self.workdir, fresh=spark)
                 state, message = (
                     ("SUCCEEDED", "Job run succeeded")
                     if code == 0
