@@ -207,11 +207,9 @@ STAGE_HISTORY = timedelta(days=366)
 
 def stage_reports(ledger: Any, now: datetime) -> list[Any]:
     """Route 8's records of the later stages' changes in this ledger, oldest first (a year back)."""
-    return [
-        decision
-        for decision in ledger.decisions_since(now - STAGE_HISTORY)
-        if decision.route == "stage-change" and decision.action.startswith("stage:")
-    ]
+    from closedloop.promotion.service import is_stage_record
+
+    return [decision for decision in ledger.decisions_since(now - STAGE_HISTORY) if is_stage_record(decision)]
 
 
 def _stages(reports: list[Any], group: str) -> dict[str, dict[str, Any]]:

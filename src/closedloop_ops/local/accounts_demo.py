@@ -157,9 +157,11 @@ class AccountsDemo:
 
     def accounts_report(self, since: datetime, dev_deployed: dict[str, list[int]]) -> dict[str, Any]:
         """`accounts`: per stage its account, the versions that went live there (as trained), and who released them."""
+        from closedloop.promotion.service import is_stage_record, stage_action
+
         build = stage_ref(self.estate, self.stages[0])
         decisions = build_decisions(build, since)
-        records = [d for d in decisions if d.route == "stage-change" and d.action.startswith("stage:")]
+        records = [d for d in decisions if is_stage_record(d)]
         report: dict[str, Any] = {}
         gate = [
             d
@@ -181,7 +183,7 @@ class AccountsDemo:
             ],
         }
         for stage in self.stages[1:]:
-            mine = [r for r in records if r.action == f"stage:{stage}"]
+            mine = [r for r in records if r.action == stage_action(stage)]
             deployed: dict[str, list[int]] = {}
             for record in mine:
                 if record.result == "live":

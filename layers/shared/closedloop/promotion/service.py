@@ -49,6 +49,17 @@ COPY_SEARCH_LIMIT = 25  # the newest versions of the group looked at for an exis
 # what a stage's copy takes over from the source version's description
 COPIED_FIELDS = ("InferenceSpecification", "ModelMetrics", "DriftCheckBaselines", "Domain", "Task")
 
+
+def stage_action(stage: str) -> str:
+    """The ledger action of the stack that trains recording a stage's change (`stage:prod`)."""
+    return f"stage:{stage}"
+
+
+def is_stage_record(decision: Any) -> bool:
+    """Is a ledger decision route 8's record of a later stage's change (not a refusal, not a promotion)?"""
+    return bool(decision.route == ROUTE and decision.action.startswith(stage_action("")))
+
+
 Result = Literal["promoted", "pending_approval", "recorded", "skipped", "ignored", "refused"]
 
 
@@ -162,7 +173,7 @@ class StageChanges:
         self._output.record(
             event_id=event.id,
             business_key=detail.source_model_package_arn,
-            action=f"stage:{detail.stage}",
+            action=stage_action(detail.stage),
             result=detail.change,
             reason=reason,
             details={
