@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ def measure(rows: int = 1_000_000, files: int = 20, engines: tuple[str, ...] | N
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's backends are this process's: empty them of what earlier figures of the run created
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).read()
     env = {
         **os.environ,
         **stack_env(),
