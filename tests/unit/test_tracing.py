@@ -131,6 +131,7 @@ def test_a_call_that_never_reached_aws_is_a_fault_of_its_own(
     call, whole = received(xray_daemon)
     assert call["fault"] is True and call["parent_id"] == whole["id"]
     assert call["cause"]["exceptions"][0]["type"] == "EndpointConnectionError"
+    assert call["name"] == "S3" and call["aws"]["operation"] == "ListBuckets"
 
 
 @pytest.mark.parametrize(

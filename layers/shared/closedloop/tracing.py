@@ -93,7 +93,7 @@ class Emitter:
 
 class Invocation:
     """The sampled invocation in progress: its trace, the handler's subsegment, where to send, and
-    the AWS calls under way (by their request context: subsegment id and start)."""
+    the AWS calls under way (by their request context: subsegment id, start and operation model)."""
 
     __slots__ = ("calls", "daemon", "handler_id", "trace")
 
@@ -101,7 +101,7 @@ class Invocation:
         self.trace = trace
         self.daemon = daemon
         self.handler_id = new_id()
-        self.calls: dict[int, tuple[str, float]] = {}
+        self.calls: dict[int, tuple[str, float, Any]] = {}
 
 
 class Tracer:
@@ -161,10 +161,10 @@ class Tracer:
         events.register("after-call", self._call_ended, unique_id="closedloop-trace-end")
         events.register("after-call-error", self._call_failed, unique_id="closedloop-trace-error")
 
-    def _call_started(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+    def _call_started(self, model: Any = None, context: dict[str, Any] | None = None, **_: Any) -> None:
         invocation = self._current
         if invocation is not None and context is not None:
-            invocation.calls[id(context)] = (new_id(), time.time())
+            invocation.calls[id(context)] = (new_id(), time.time(), model)
 
     def _call_ended(
         self, model: Any = None, http_response: Any = None, parsed: Any = None, context: Any = None, **_: Any
@@ -172,7 +172,7 @@ class Tracer:
         started = self._started(context)
         if started is None or model is None:
             return
-        invocation, call_id, start = started
+        invocation, call_id, start, _ = started
         response = parsed if isinstance(parsed, dict) else {}
         metadata = response.get("ResponseMetadata", {})
         status = int(getattr(http_response, "status_code", 0) or metadata.get("HTTPStatusCode", 0) or 0)
@@ -189,15 +189,16 @@ class Tracer:
         started = self._started(context)
         if started is None:
             return
-        invocation, call_id, start = started
-        document: dict[str, Any] = {
-            "namespace": "aws",
-            "fault": True,
-            "cause": {"exceptions": [{"id": new_id(), "type": type(exception).__name__}]},
-        }
-        self._send(invocation, call_id, invocation.handler_id, "AWS", start, document)
+        invocation, call_id, start, model = started
+        # no response: the call never got one (connection refused, timed out); named by its operation
+        document: dict[str, Any] = {"namespace": "aws"}
+        if model is not None:
+            document = self._aws_document(model, context, {})
+        document.update(fault=True, cause={"exceptions": [{"id": new_id(), "type": type(exception).__name__}]})
+        name = model.service_model.service_id if model is not None else "AWS"
+        self._send(invocation, call_id, invocation.handler_id, name, start, document)
 
-    def _started(self, context: Any) -> tuple[Invocation, str, float] | None:
+    def _started(self, context: Any) -> tuple[Invocation, str, float, Any] | None:
         invocation = self._current
         if invocation is None or context is None:
             return None
