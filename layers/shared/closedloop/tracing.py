@@ -163,16 +163,14 @@ class Tracer:
 
     def _call_started(self, model: Any = None, context: dict[str, Any] | None = None, **_: Any) -> None:
         invocation = self._current
-        if invocation is not None and context is not None:
+        if invocation is not None and context is not None and model is not None:
             invocation.calls[id(context)] = (new_id(), time.time(), model)
 
-    def _call_ended(
-        self, model: Any = None, http_response: Any = None, parsed: Any = None, context: Any = None, **_: Any
-    ) -> None:
+    def _call_ended(self, http_response: Any = None, parsed: Any = None, context: Any = None, **_: Any) -> None:
         started = self._started(context)
-        if started is None or model is None:
+        if started is None:
             return
-        invocation, call_id, start, _ = started
+        invocation, call_id, start, model = started
         response = parsed if isinstance(parsed, dict) else {}
         metadata = response.get("ResponseMetadata", {})
         status = int(getattr(http_response, "status_code", 0) or metadata.get("HTTPStatusCode", 0) or 0)
@@ -191,12 +189,9 @@ class Tracer:
             return
         invocation, call_id, start, model = started
         # no response: the call never got one (connection refused, timed out); named by its operation
-        document: dict[str, Any] = {"namespace": "aws"}
-        if model is not None:
-            document = self._aws_document(model, context, {})
+        document = self._aws_document(model, context, {})
         document.update(fault=True, cause={"exceptions": [{"id": new_id(), "type": type(exception).__name__}]})
-        name = model.service_model.service_id if model is not None else "AWS"
-        self._send(invocation, call_id, invocation.handler_id, name, start, document)
+        self._send(invocation, call_id, invocation.handler_id, model.service_model.service_id, start, document)
 
     def _started(self, context: Any) -> tuple[Invocation, str, float, Any] | None:
         invocation = self._current
