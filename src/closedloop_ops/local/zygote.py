@@ -79,7 +79,7 @@ class Zygote:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     self._receive(30)
-                    return -signal.SIGKILL, f"job ran longer than {timeout_s:.0f} s"
+                    return timed_out(timeout_s)
                 return code, out.read_text(errors="replace") if out.exists() else ""
             finally:
                 out.unlink(missing_ok=True)
@@ -140,8 +140,13 @@ def run_fresh(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float)
             argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
-        return -signal.SIGKILL, f"job ran longer than {timeout_s:.0f} s"
+        return timed_out(timeout_s)
     return result.returncode, (result.stdout or "") + (result.stderr or "")
+
+
+def timed_out(timeout_s: float) -> tuple[int, str]:
+    """A job killed at its timeout, forked or fresh: (exit code, why)."""
+    return -signal.SIGKILL, f"job ran longer than {timeout_s:.0f} s"
 
 
 # -- the zygote's side ------------------------------------------------------------------------------
